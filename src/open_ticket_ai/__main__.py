@@ -1,0 +1,3 @@
+from open_ticket_ai.cli import main
+
+main()

@@ -1,0 +1,6 @@
+"""The built-in components: ``use: open_ticket_ai.base:CompositePipe`` and friends."""
+
+from open_ticket_ai.base.pipes import CompositePipe, ExpressionPipe, HttpRequestPipe
+from open_ticket_ai.base.triggers import IntervalTrigger
+
+__all__ = ["CompositePipe", "ExpressionPipe", "HttpRequestPipe", "IntervalTrigger"]

@@ -1,0 +1,1 @@
+"""The core: config, registry, templates, pipes and orchestration."""

@@ -1,0 +1,187 @@
+"""Finding and loading the config file, in any of its three root forms.
+
+- ``open_ticket_ai:`` wrapping ``plugins``, ``services``, ``orchestrator``
+- ``orchestrator:`` (with ``plugins``, ``services`` beside it) at the top
+- a bare ``runners:`` list at the top
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from open_ticket_ai.core.config.models import (
+    AppConfig,
+    OrchestratorConfig,
+    RunnerDefinition,
+    ServiceDefinition,
+)
+from open_ticket_ai.core.config.validation import issues_of
+from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, load_yaml
+from open_ticket_ai.errors import ConfigError, Problem
+
+__all__ = ["ENV_VAR", "LoadedConfig", "find_config", "load_config", "parse_config"]
+
+ENV_VAR = "OTAI_CONFIG"
+DEFAULT_FILE = "config.yml"
+_APP_KEYS = tuple(AppConfig.model_fields)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A structurally valid config with the means to point back into its file."""
+
+    config: AppConfig
+    source: SourceMap
+    prefix: ConfigPath
+    """Where the app config sits in the file: ``("open_ticket_ai",)``, ``()``, or
+    ``("<bare>",)`` for a bare runners list (whose ``orchestrator`` is the file's root)."""
+    problems: tuple[Problem, ...] = ()
+    """Structural problems; when there are any, ``config`` holds only the valid parts."""
+    runner_paths: tuple[ConfigPath, ...] = ()
+    """The path of each of ``config.orchestrator.runners`` (invalid runners are left out)."""
+    service_paths: tuple[ConfigPath, ...] = ()
+
+    def file_path(self, path: ConfigPath) -> ConfigPath:
+        """Translate a path in :class:`AppConfig` to the path as written in the file."""
+        if self.prefix == _BARE:
+            return path[1:] if path[:1] == ("orchestrator",) else path
+        return (*self.prefix, *path)
+
+    def problem(self, message: str, path: ConfigPath, *, key: bool = False) -> Problem:
+        return self.source.problem(message, self.file_path(path), key=key)
+
+    def where(self, path: ConfigPath) -> str:
+        """``"config.yml:14 orchestrator.runners[0].run"`` for messages raised at run time."""
+        problem = self.problem("", path)
+        head = f"{problem.file}:{problem.line}" if problem.line else str(problem.file)
+        return f"{head} {problem.path}" if problem.path else head
+
+
+_BARE: ConfigPath = ("<bare>",)
+
+
+def find_config(argument: str | os.PathLike[str] | None = None) -> Path:
+    """The config path: the argument, else ``$OTAI_CONFIG``, else ``./config.yml``."""
+    if argument:
+        return Path(argument)
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    return Path(DEFAULT_FILE)
+
+
+def load_config(argument: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Read and structurally validate the config file.
+
+    A missing file or broken YAML raises ConfigError; structural problems are kept in
+    ``problems`` so that :func:`open_ticket_ai.build` reports them with every other one."""
+    path = find_config(argument)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        hint = "" if argument else f" (give a path, or set {ENV_VAR})"
+        raise ConfigError([Problem(f"config file not found{hint}", file=str(path))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(f"cannot read config file: {exc}", file=str(path))]) from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, file: str = DEFAULT_FILE) -> LoadedConfig:
+    """Structurally validate config text (``file`` names it in messages)."""
+    data, source = load_yaml(text, file)
+    app_data, prefix, problems = _root_form(data, source)
+    try:
+        config = AppConfig.model_validate(app_data)
+    except ValidationError as exc:
+        holder = LoadedConfig(AppConfig(), source, prefix)
+        for issue in issues_of(exc, AppConfig):
+            problems.append(holder.problem(issue.message, issue.loc, key=issue.at_key))
+        return _valid_parts(app_data, source, prefix, problems)
+    return LoadedConfig(
+        config,
+        source,
+        prefix,
+        tuple(problems),
+        tuple(("orchestrator", "runners", i) for i in range(len(config.orchestrator.runners))),
+        tuple(("services", i) for i in range(len(config.services))),
+    )
+
+
+def _valid_parts(
+    app_data: Any, source: SourceMap, prefix: ConfigPath, problems: list[Problem]
+) -> LoadedConfig:
+    """The parts of an invalid config that are valid on their own, for further checks."""
+    if not isinstance(app_data, dict):
+        return LoadedConfig(AppConfig(), source, prefix, tuple(problems))
+    orchestrator = app_data.get("orchestrator")
+    runners = orchestrator.get("runners") if isinstance(orchestrator, dict) else None
+    services = app_data.get("services")
+    kept_runners = _valid_items(RunnerDefinition, runners, ("orchestrator", "runners"))
+    kept_services = _valid_items(ServiceDefinition, services, ("services",))
+    plugins = app_data.get("plugins")
+    config = AppConfig.model_construct(
+        plugins=plugins
+        if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)
+        else [],
+        services=[item for item, _ in kept_services],
+        orchestrator=OrchestratorConfig.model_construct(
+            runners=[item for item, _ in kept_runners],
+            max_concurrent_runs=None,
+            shutdown_timeout=30.0,
+        ),
+        env_allowlist=[],
+    )
+    return LoadedConfig(
+        config,
+        source,
+        prefix,
+        tuple(problems),
+        tuple(path for _, path in kept_runners),
+        tuple(path for _, path in kept_services),
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _valid_items(model: type[M], items: Any, path: ConfigPath) -> list[tuple[M, ConfigPath]]:
+    if not isinstance(items, list):
+        return []
+    kept = []
+    for i, item in enumerate(items):
+        try:
+            kept.append((model.model_validate(item), (*path, i)))
+        except ValidationError:
+            continue
+    return kept
+
+
+def _root_form(data: Any, source: SourceMap) -> tuple[Any, ConfigPath, list[Problem]]:
+    if not isinstance(data, dict):
+        return (
+            {},
+            (),
+            [
+                source.problem(
+                    "the config must be a mapping with 'open_ticket_ai', 'orchestrator' or "
+                    "'runners' at the top",
+                    (),
+                )
+            ],
+        )
+    if "open_ticket_ai" in data:
+        problems = [
+            source.problem(f"unknown key {key!r} beside 'open_ticket_ai'", (key,), key=True)
+            for key in data
+            if key != "open_ticket_ai"
+        ]
+        inner = data["open_ticket_ai"]
+        return ({} if inner is None else inner), ("open_ticket_ai",), problems
+    if "runners" in data and not any(key in data for key in _APP_KEYS):
+        return {"orchestrator": data}, _BARE, []
+    return data, (), []

@@ -1,0 +1,128 @@
+"""The config models, named as the orchestrator's original description names them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from open_ticket_ai.core.durations import Duration
+
+__all__ = [
+    "AppConfig",
+    "OrchestratorConfig",
+    "PipeConfig",
+    "RetryConfig",
+    "RunnerDefinition",
+    "ServiceDefinition",
+    "TriggerDefinition",
+]
+
+DEFAULT_PIPE = "CompositePipe"
+DEFAULT_TRIGGER = "IntervalTrigger"
+
+
+class _ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class RetryConfig(_ConfigModel):
+    """How a pipe is retried: ``attempts`` in all, waiting ``delay * backoff**n`` between them.
+
+    Without ``on`` every exception and every failed result is retried; with ``on`` only
+    exceptions whose class (or a base class) has one of the names, and failed results when
+    ``Failure`` is among them.
+    """
+
+    attempts: int = Field(3, ge=1, le=100)
+    delay: Duration = Field(1.0, ge=0)
+    backoff: float = Field(2.0, ge=1.0)
+    max_delay: Duration = Field(300.0, ge=0)
+    on: list[str] = Field(default_factory=list)
+
+    _norm_on = field_validator("on", mode="before")(_one_or_many)
+
+
+class PipeConfig(_ConfigModel):
+    """One pipe: a component (``use``) with ``params``, or a composite of ``steps``."""
+
+    id: str = Field(min_length=1)
+    use: str = DEFAULT_PIPE
+    params: dict[str, Any] = Field(default_factory=dict)
+    steps: list[PipeConfig] = Field(default_factory=list)
+    if_: bool | int | float | str | None = Field(default=None, alias="if")
+    depends_on: list[str] = Field(default_factory=list)
+    retry: RetryConfig | None = None
+    timeout: Duration | None = Field(default=None, gt=0)
+
+    _norm_depends = field_validator("depends_on", mode="before")(_one_or_many)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _null_params(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class TriggerDefinition(_ConfigModel):
+    """A trigger. With ``use`` or ``params`` it is a definition (``use`` defaulting to the
+    interval trigger); an ``id`` alone names a trigger defined under another runner."""
+
+    id: str = Field(min_length=1)
+    use: str | None = None
+    params: dict[str, Any] | None = None
+
+    @property
+    def is_reference(self) -> bool:
+        return self.use is None and self.params is None
+
+    @property
+    def component(self) -> str:
+        return self.use or DEFAULT_TRIGGER
+
+
+class RunnerDefinition(_ConfigModel):
+    """A runner: its triggers (``on``; none means run once at start) and its pipeline."""
+
+    id: str = Field(min_length=1)
+    on: list[TriggerDefinition] = Field(default_factory=list)
+    run: PipeConfig
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _triggers(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str | dict):
+            value = [value]
+        if isinstance(value, list):
+            return [{"id": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+class OrchestratorConfig(_ConfigModel):
+    """The runners and how the orchestrator runs them."""
+
+    runners: list[RunnerDefinition] = Field(default_factory=list)
+    max_concurrent_runs: int | None = Field(default=None, ge=1)
+    shutdown_timeout: Duration = Field(30.0, ge=0)
+
+
+class ServiceDefinition(_ConfigModel):
+    """A shared component (a ticket system, a classifier) that pipes name by ``id``."""
+
+    id: str = Field(min_length=1)
+    use: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AppConfig(_ConfigModel):
+    """The whole config, whichever root form the file used."""
+
+    plugins: list[str] = Field(default_factory=list)
+    services: list[ServiceDefinition] = Field(default_factory=list)
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
+    env_allowlist: list[str] = Field(default_factory=list)

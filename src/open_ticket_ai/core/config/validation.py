@@ -1,0 +1,90 @@
+"""Pydantic validation errors as config problems: short messages, paths, "did you mean"."""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["Issue", "issues_of", "keys_of"]
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One validation error: where (relative to the validated value) and what."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    at_key: bool = False
+
+
+def issues_of(exc: ValidationError, model: type[BaseModel] | None = None) -> Iterator[Issue]:
+    """Turn a ValidationError into issues with plain messages."""
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            known = keys_of(model, loc[:-1]) if model is not None else []
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            text = f"unknown key {key!r}"
+            if hint:
+                text += f"; did you mean {hint[0]!r}?"
+            elif known:
+                text += f" (known keys: {', '.join(known)})"
+            yield Issue(loc, text, at_key=True)
+        elif kind == "missing":
+            yield Issue(loc, "is required", at_key=True)
+        else:
+            yield Issue(loc, _plain(error["msg"], error.get("input")))
+
+
+def _plain(message: str, value: Any) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    if message.startswith("Input should be "):
+        message = "must be " + message[len("Input should be ") :]
+    if value is not None and not isinstance(value, dict | list):
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        message += f" (got {shown})"
+    return message
+
+
+def keys_of(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the model at ``loc`` inside ``model`` accepts (aliases where set)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = _field(current, part)
+        current = _inner_model(field.annotation) if field is not None else None
+    if current is None:
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    return None
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (list, Union, types.UnionType, dict, tuple):
+        for arg in get_args(annotation):
+            found = _inner_model(arg)
+            if found is not None:
+                return found
+    return None

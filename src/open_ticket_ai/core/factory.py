@@ -1,0 +1,376 @@
+"""RenderableFactory: a loaded config -> compiled, ready-to-run components.
+
+Everything that can be checked before anything runs is checked here, and every problem is
+collected: `use:` resolution and kind, params (those without templates), template syntax,
+duplicate ids, `depends_on` and its cycles, shared trigger ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from open_ticket_ai.core.component import Component
+from open_ticket_ai.core.config.loader import LoadedConfig
+from open_ticket_ai.core.config.models import PipeConfig, TriggerDefinition
+from open_ticket_ai.core.config.validation import issues_of
+from open_ticket_ai.core.config.yaml_source import ConfigPath, format_path
+from open_ticket_ai.core.orchestration.trigger import Trigger
+from open_ticket_ai.core.pipes.pipe import Pipe
+from open_ticket_ai.core.pipes.run import PipeSpec
+from open_ticket_ai.core.registry import Registry
+from open_ticket_ai.core.services import Service
+from open_ticket_ai.core.templates import (
+    CompiledTemplate,
+    TemplateEngine,
+    compile_tree,
+    is_template,
+    render_tree,
+)
+from open_ticket_ai.errors import ComponentError, ConfigError, Problem, TemplateError
+
+__all__ = ["CompiledConfig", "RenderableFactory", "RunnerSpec", "build"]
+
+C = TypeVar("C", bound=Component[Any])
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """A runner ready to arm: its trigger ids and its compiled pipeline."""
+
+    id: str
+    where: str
+    triggers: tuple[str, ...]
+    pipeline: PipeSpec
+
+    @property
+    def one_time(self) -> bool:
+        return not self.triggers
+
+
+@dataclass(frozen=True)
+class CompiledConfig:
+    """The whole config built: runners, shared triggers and services, the template env."""
+
+    loaded: LoadedConfig
+    runners: tuple[RunnerSpec, ...]
+    triggers: Mapping[str, Trigger[Any]]
+    services: Mapping[str, Service[Any]]
+    env: Mapping[str, str]
+
+    @property
+    def pipe_count(self) -> int:
+        def count(spec: PipeSpec) -> int:
+            return 1 + sum(count(step) for step in spec.steps)
+
+        return sum(count(runner.pipeline) for runner in self.runners)
+
+
+def build(loaded: LoadedConfig, registry: Registry | None = None) -> CompiledConfig:
+    """Build every component of a loaded config; raise ConfigError listing every problem."""
+    return RenderableFactory(loaded, registry or Registry()).build()
+
+
+@dataclass
+class _TriggerSeen:
+    definition: TriggerDefinition
+    path: ConfigPath
+
+
+@dataclass
+class RenderableFactory:
+    """Turns config models into components, collecting problems instead of stopping."""
+
+    loaded: LoadedConfig
+    registry: Registry
+    engine: TemplateEngine = field(default_factory=TemplateEngine)
+    problems: list[Problem] = field(default_factory=list)
+
+    def build(self) -> CompiledConfig:
+        config = self.loaded.config
+        for i, module in enumerate(config.plugins):
+            try:
+                self.registry.add_module(module)
+            except ComponentError as exc:
+                self._problem(str(exc), ("plugins", i))
+        allowed = set(config.env_allowlist)
+        env = {k: v for k, v in os.environ.items() if k.startswith("OTAI_") or k in allowed}
+        load_context = {"env": env}
+
+        services: dict[str, Service[Any]] = {}
+        for definition, path in zip(config.services, self.loaded.service_paths, strict=True):
+            if definition.id in services:
+                self._problem(f"duplicate service id {definition.id!r}", (*path, "id"))
+                continue
+            service = self._instantiate(
+                definition.use, Service, definition.params, path, load_context, definition.id
+            )
+            if service is not None:
+                services[definition.id] = service
+
+        triggers = self._build_triggers(load_context)
+        runners: list[RunnerSpec] = []
+        seen_runners: dict[str, int] = {}
+        for runner, path in zip(config.orchestrator.runners, self.loaded.runner_paths, strict=True):
+            if runner.id in seen_runners:
+                self._problem(
+                    f"duplicate runner id {runner.id!r} (also runners[{seen_runners[runner.id]}])",
+                    (*path, "id"),
+                )
+            seen_runners.setdefault(runner.id, int(path[-1]))
+            pipeline = self._compile_pipeline(runner.run, (*path, "run"))
+            if pipeline is not None:
+                trigger_ids = tuple(dict.fromkeys(t.id for t in runner.on))
+                runners.append(
+                    RunnerSpec(runner.id, self.loaded.where(path), trigger_ids, pipeline)
+                )
+        if self.problems or self.loaded.problems:
+            raise ConfigError([*self.loaded.problems, *self.problems])
+        return CompiledConfig(self.loaded, tuple(runners), triggers, services, env)
+
+    # -- triggers -------------------------------------------------------------------------
+
+    def _build_triggers(self, load_context: dict[str, Any]) -> dict[str, Trigger[Any]]:
+        definitions: dict[str, _TriggerSeen] = {}
+        references: list[tuple[str, ConfigPath]] = []
+        runners = zip(
+            self.loaded.config.orchestrator.runners, self.loaded.runner_paths, strict=True
+        )
+        for runner, runner_path in runners:
+            for t, trigger in enumerate(runner.on):
+                path: ConfigPath = (*runner_path, "on", t)
+                if trigger.is_reference:
+                    references.append((trigger.id, path))
+                    continue
+                first = definitions.get(trigger.id)
+                if first is None:
+                    definitions[trigger.id] = _TriggerSeen(trigger, path)
+                elif first.definition != trigger:
+                    self._problem(
+                        f"trigger {trigger.id!r} is defined again with other settings (first at "
+                        f"{format_path(self.loaded.file_path(first.path))}); list it by id "
+                        "alone to share it, or give it another id",
+                        path,
+                    )
+        for trigger_id, path in references:
+            if trigger_id not in definitions:
+                self._problem(
+                    f"trigger {trigger_id!r} is listed by id but defined nowhere; give it "
+                    "'use' and 'params' here or under another runner",
+                    (*path, "id"),
+                )
+        built: dict[str, Trigger[Any]] = {}
+        for trigger_id, seen in definitions.items():
+            instance = self._instantiate(
+                seen.definition.component,
+                Trigger,
+                seen.definition.params or {},
+                seen.path,
+                load_context,
+                trigger_id,
+            )
+            if instance is not None:
+                built[trigger_id] = instance
+        return built
+
+    # -- pipes ----------------------------------------------------------------------------
+
+    def _compile_pipeline(self, config: PipeConfig, path: ConfigPath) -> PipeSpec | None:
+        ids: dict[str, ConfigPath] = {}
+        self._collect_ids(config, path, ids)
+        self._check_dependencies(config, path, ids)
+        return self._compile_pipe(config, path)
+
+    def _collect_ids(
+        self, config: PipeConfig, path: ConfigPath, ids: dict[str, ConfigPath]
+    ) -> None:
+        if config.id in ids:
+            self._problem(
+                f"duplicate pipe id {config.id!r} in this runner (first at "
+                f"{format_path(self.loaded.file_path(ids[config.id]))}); results are kept by id",
+                (*path, "id"),
+            )
+        else:
+            ids[config.id] = path
+        for i, step in enumerate(config.steps):
+            self._collect_ids(step, (*path, "steps", i), ids)
+
+    def _check_dependencies(
+        self, root: PipeConfig, root_path: ConfigPath, ids: dict[str, ConfigPath]
+    ) -> None:
+        graph: dict[str, list[str]] = {}
+
+        def edges(config: PipeConfig) -> None:
+            graph.setdefault(config.id, []).extend(d for d in config.depends_on if d in ids)
+            for step in config.steps:
+                edges(step)
+
+        edges(root)
+        in_cycle = _cycles(graph)
+        reported_cycles: set[frozenset[str]] = set()
+        finished: set[str] = set()
+
+        def walk(config: PipeConfig, path: ConfigPath) -> None:
+            for index, dep in enumerate(config.depends_on):
+                where = (*path, "depends_on", index)
+                cycle = in_cycle.get((config.id, dep))
+                if dep not in ids:
+                    self._problem(f"depends_on names unknown step {dep!r}", where)
+                elif cycle is not None:
+                    if frozenset(cycle) not in reported_cycles:
+                        reported_cycles.add(frozenset(cycle))
+                        self._problem(f"dependency cycle: {' -> '.join(cycle)}", where)
+                elif dep not in finished:
+                    self._problem(
+                        f"depends_on names step {dep!r}, which has not run yet at this point; "
+                        "a step can only depend on steps that finish before it starts",
+                        where,
+                    )
+            for i, step in enumerate(config.steps):
+                walk(step, (*path, "steps", i))
+            finished.add(config.id)
+
+        walk(root, root_path)
+
+    def _compile_pipe(self, config: PipeConfig, path: ConfigPath) -> PipeSpec | None:
+        pipe_class = self._resolve(config.use, Pipe, (*path, "use"))
+        steps = [
+            self._compile_pipe(step, (*path, "steps", i)) for i, step in enumerate(config.steps)
+        ]
+        if pipe_class is None:
+            return None
+        if config.steps and not pipe_class.accepts_steps:
+            self._problem(
+                f"{config.use!r} does not run nested steps; use CompositePipe for 'steps'",
+                (*path, "steps"),
+            )
+        params_path = (*path, "params")
+        tree, templated = self._compile(config.params, params_path)
+        static: BaseModel | None = None
+        if templated:
+            self._check_params(pipe_class, config.params, params_path, partial=True)
+        else:
+            static = self._check_params(pipe_class, config.params, params_path, partial=False)
+        condition: CompiledTemplate | bool | int | float | str | None = config.if_
+        if is_template(config.if_):
+            condition, _ = self._compile(config.if_, (*path, "if"))
+        if any(step is None for step in steps):
+            return None
+        return PipeSpec(
+            id=config.id,
+            path=self.loaded.where(path),
+            pipe_class=pipe_class,
+            params_tree=tree,
+            static_params=static,
+            static_raw=config.params if static is not None else None,
+            condition=condition,
+            depends_on=tuple(config.depends_on),
+            retry=config.retry,
+            timeout=config.timeout,
+            steps=tuple(s for s in steps if s is not None),
+        )
+
+    # -- shared helpers -------------------------------------------------------------------
+
+    def _compile(self, value: Any, path: ConfigPath) -> tuple[Any, bool]:
+        try:
+            return compile_tree(self.engine, value, path, self.loaded.where)
+        except TemplateError as exc:
+            self._problem(exc.reason, exc.loc or path)
+            return value, False
+
+    def _resolve(self, use: str, kind: type[C], path: ConfigPath) -> type[C] | None:
+        try:
+            return self.registry.resolve(use, kind)
+        except ComponentError as exc:
+            self._problem(str(exc), path)
+            return None
+
+    def _check_params(
+        self,
+        cls: type[Component[Any]],
+        params: Mapping[str, Any],
+        path: ConfigPath,
+        *,
+        partial: bool,
+    ) -> BaseModel | None:
+        """Validate params; with ``partial``, keys holding templates wait for run time."""
+        templated = {key for key, value in params.items() if _holds_template(value)}
+        data = {k: v for k, v in params.items() if k not in templated} if partial else params
+        try:
+            return cls.Params.model_validate(data)
+        except ValidationError as exc:
+            for issue in issues_of(exc, cls.Params):
+                if partial and (not issue.loc or issue.loc[0] in templated):
+                    continue
+                self._problem(issue.message, (*path, *issue.loc), key=issue.at_key)
+            return None
+
+    def _instantiate(
+        self,
+        use: str,
+        kind: type[C],
+        params: Mapping[str, Any],
+        path: ConfigPath,
+        load_context: dict[str, Any],
+        component_id: str,
+    ) -> C | None:
+        """Resolve, render (with ``env`` only) and validate a load-time component."""
+        cls = self._resolve(use, kind, (*path, "use"))
+        tree, _ = self._compile(dict(params), (*path, "params"))
+        if cls is None:
+            return None
+        try:
+            rendered = render_tree(tree, load_context)
+        except TemplateError as exc:
+            self._problem(exc.reason, (*path, "params"))
+            return None
+        model = self._check_params(cls, rendered, (*path, "params"), partial=False)
+        if model is None:
+            return None
+        try:
+            return cls(model, id=component_id)  # type: ignore[call-arg]
+        except Exception as exc:
+            self._problem(f"building {use!r} failed: {type(exc).__name__}: {exc}", path)
+            return None
+
+    def _problem(self, message: str, path: ConfigPath, *, key: bool = False) -> None:
+        self.problems.append(self.loaded.problem(message, path, key=key))
+
+
+def _holds_template(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_template(v) for v in value)
+    return is_template(value)
+
+
+def _cycles(graph: dict[str, list[str]]) -> dict[tuple[str, str], list[str]]:
+    """Each edge that lies on a cycle -> that cycle as a path (``a -> b -> a``)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                cycle = [*stack[stack.index(nxt) :], nxt]
+                for a, b in itertools.pairwise(cycle):
+                    found.setdefault((a, b), cycle)
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+    return found

@@ -1,0 +1,1 @@
+"""Runners, triggers and the orchestrator."""

@@ -1,0 +1,267 @@
+"""Executing pipes: the run's shared state, the context a pipe sees, and the step rules
+(``if``, ``depends_on``, params rendering, ``retry``, ``timeout``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from open_ticket_ai.core.config.models import RetryConfig
+from open_ticket_ai.core.durations import format_duration
+from open_ticket_ai.core.pipes.pipe import Pipe
+from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.services import Service
+from open_ticket_ai.core.templates import (
+    CompiledTemplate,
+    FailRequested,
+    RenderTree,
+    render_tree,
+    truthy,
+)
+from open_ticket_ai.errors import ComponentError, PipeError, TemplateError
+
+__all__ = ["PipeContext", "PipeSpec", "RunContext", "TriggerRef", "execute_pipe"]
+
+_MISSING: Any = object()
+ServiceT = TypeVar("ServiceT", bound=Service[Any])
+
+
+class TriggerRef(str):
+    """The id of the trigger that fired a run (a string), with its event ``payload``."""
+
+    payload: Any
+
+    def __new__(cls, id: str, payload: Any = None) -> TriggerRef:
+        ref = super().__new__(cls, id)
+        ref.payload = payload
+        return ref
+
+    @property
+    def id(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True, eq=False)
+class PipeSpec:
+    """A pipe config compiled at load time: its class, templates and step rules."""
+
+    id: str
+    path: str
+    pipe_class: type[Pipe[Any]]
+    params_tree: RenderTree
+    static_params: BaseModel | None
+    """The validated params when they hold no template (validated once, at load)."""
+    static_raw: Mapping[str, Any] | None
+    condition: CompiledTemplate | bool | int | float | str | None
+    depends_on: tuple[str, ...]
+    retry: RetryConfig | None
+    timeout: float | None
+    steps: tuple[PipeSpec, ...]
+
+    @property
+    def has_condition(self) -> bool:
+        return self.condition is not None
+
+
+class RunContext:
+    """The state of one run of a pipeline: every step's result by id, and what templates see."""
+
+    def __init__(
+        self,
+        *,
+        runner: str | None = None,
+        trigger: TriggerRef | None = None,
+        services: Mapping[str, Service[Any]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.trigger = trigger
+        self.services: Mapping[str, Service[Any]] = services or {}
+        self.results: dict[str, PipeResult] = {}
+        self.template_vars: dict[str, Any] = {
+            "pipe_result": self.pipe_result,
+            "has_failed": self.has_failed,
+            "has_succeeded": self.has_succeeded,
+            "env": dict(env or {}),
+            "runner": runner,
+            "trigger": trigger,
+        }
+
+    def pipe_result(self, id: str, key: str = "value", default: Any = _MISSING) -> Any:
+        """``data[key]`` of the earlier step ``id``; ``default`` if given and absent."""
+        result = self.results.get(id)
+        if result is None:
+            if default is not _MISSING:
+                return default
+            ran = ", ".join(repr(k) for k in self.results) or "none"
+            raise TemplateError(f"no step {id!r} has run yet (steps run so far: {ran})")
+        if key not in result.data:
+            if default is not _MISSING:
+                return default
+            keys = ", ".join(repr(k) for k in result.data) or "none"
+            raise TemplateError(f"step {id!r} ({result.status}) has no {key!r} (it has: {keys})")
+        return result.data[key]
+
+    def has_failed(self, id: str) -> bool:
+        result = self.results.get(id)
+        return result is not None and result.failed
+
+    def has_succeeded(self, id: str) -> bool:
+        result = self.results.get(id)
+        return result is not None and result.succeeded
+
+
+class PipeContext:
+    """What a pipe's ``process`` receives: the run, its own spec, and its nested steps."""
+
+    __slots__ = ("parent", "raw_params", "run", "spec")
+
+    def __init__(self, run: RunContext, spec: PipeSpec, raw_params: Mapping[str, Any]) -> None:
+        self.run = run
+        self.spec = spec
+        self.raw_params = raw_params
+
+    @property
+    def steps(self) -> tuple[PipeSpec, ...]:
+        return self.spec.steps
+
+    async def run_step(self, step: PipeSpec) -> PipeResult:
+        """Run a nested step with this pipe's rendered params as its ``parent``."""
+        return await execute_pipe(step, self.run, self.raw_params)
+
+    def skip_step(self, step: PipeSpec, message: str) -> PipeResult:
+        """Record a nested step as skipped without running it."""
+        result = PipeResult.skip(message)
+        self.run.results[step.id] = result
+        return result
+
+    def result(self, id: str) -> PipeResult | None:
+        return self.run.results.get(id)
+
+    def service(self, id: str, kind: type[ServiceT]) -> ServiceT:
+        """The shared service ``id``, checked to be a ``kind``."""
+        found = self.run.services.get(id)
+        if found is None:
+            known = ", ".join(sorted(self.run.services)) or "none"
+            raise ComponentError(f"{self.spec.path}: no service {id!r} (services: {known})")
+        if not isinstance(found, kind):
+            raise ComponentError(
+                f"{self.spec.path}: service {id!r} is a {type(found).__name__}, "
+                f"not a {kind.__name__}"
+            )
+        return found
+
+
+async def execute_pipe(
+    spec: PipeSpec, run: RunContext, parent: Mapping[str, Any] | None = None
+) -> PipeResult:
+    """Run one pipe by the step rules and record its result under its id."""
+    result = await _execute(spec, run, parent or {})
+    run.results[spec.id] = result
+    return result
+
+
+async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
+    for needed in spec.depends_on:
+        if not run.has_succeeded(needed):
+            return PipeResult.skip(f"skipped: dependency {needed!r} did not succeed")
+
+    context: dict[str, Any] | None = None
+    if spec.condition is not None:
+        context = {**run.template_vars, "parent": parent, "params": parent}
+        try:
+            if isinstance(spec.condition, CompiledTemplate):
+                wanted = spec.condition.render(context)
+            else:
+                wanted = spec.condition
+        except (TemplateError, FailRequested) as exc:
+            return PipeResult.failure(str(exc), error=exc)
+        if not truthy(wanted):
+            return PipeResult.skip("skipped: condition is false")
+
+    if spec.static_params is not None and spec.static_raw is not None:
+        params, raw = spec.static_params, spec.static_raw
+    else:
+        if context is None:
+            context = {**run.template_vars, "parent": parent, "params": parent}
+        try:
+            raw = render_tree(spec.params_tree, context)
+            params = spec.pipe_class.Params.model_validate(raw)
+        except FailRequested as exc:
+            return PipeResult.failure(str(exc), error=exc)
+        except TemplateError as exc:
+            return PipeResult.failure(str(exc), error=exc)
+        except ValidationError as exc:
+            return PipeResult.failure(_describe_params_error(spec.path, exc), error=exc)
+
+    retry = spec.retry
+    attempt = 1
+    while True:
+        result = await _attempt(spec, run, params, raw)
+        if result.succeeded or retry is None or attempt >= retry.attempts:
+            break
+        if not _should_retry(result, retry):
+            break
+        await asyncio.sleep(min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay))
+        attempt += 1
+    if attempt > 1 and result.failed:
+        return PipeResult.failure(
+            f"{result.message} (after {attempt} attempts)", result.data, result.error
+        )
+    return result
+
+
+async def _attempt(
+    spec: PipeSpec, run: RunContext, params: BaseModel, raw: Mapping[str, Any]
+) -> PipeResult:
+    pipe = spec.pipe_class(params, id=spec.id)
+    ctx = PipeContext(run, spec, raw)
+    timer = asyncio.timeout(spec.timeout) if spec.timeout is not None else None
+    try:
+        if timer is None:
+            outcome = await _call(pipe, ctx)
+        else:
+            async with timer:
+                outcome = await _call(pipe, ctx)
+    except TimeoutError as exc:
+        if timer is not None and timer.expired():
+            assert spec.timeout is not None
+            return PipeResult.failure(f"timed out after {format_duration(spec.timeout)}", error=exc)
+        return PipeResult.failure(f"TimeoutError: {exc}", error=exc)
+    except (PipeError, TemplateError) as exc:
+        return PipeResult.failure(str(exc), error=exc)
+    except Exception as exc:
+        return PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc)
+    if not isinstance(outcome, PipeResult):
+        return PipeResult.failure(
+            f"{type(pipe).__name__}.process returned {type(outcome).__name__}, not a PipeResult"
+        )
+    return outcome
+
+
+async def _call(pipe: Pipe[Any], ctx: PipeContext) -> Any:
+    if type(pipe).is_async:
+        return await pipe.process(ctx)  # type: ignore[misc]
+    return await asyncio.to_thread(pipe.process, ctx)
+
+
+def _should_retry(result: PipeResult, retry: RetryConfig) -> bool:
+    if not retry.on:
+        return True
+    if result.error is None:
+        return "Failure" in retry.on
+    names = {cls.__name__ for cls in type(result.error).__mro__}
+    return not names.isdisjoint(retry.on)
+
+
+def _describe_params_error(path: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in error["loc"])
+        where = where.replace(".[", "[")
+        parts.append(f"{path}.params.{where}: {error['msg']}")
+    return "; ".join(parts)
