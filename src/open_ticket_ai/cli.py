@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+import signal
 import sys
 from typing import Any
 
@@ -10,8 +14,11 @@ import click
 
 from open_ticket_ai.core.config.loader import load_config
 from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
+from open_ticket_ai.core.durations import parse_duration
 from open_ticket_ai.core.factory import CompiledConfig, build
+from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
 from open_ticket_ai.errors import OpenTicketAIError
+from open_ticket_ai.log_format import configure_logging
 
 __all__ = ["main"]
 
@@ -73,6 +80,70 @@ def schema() -> None:
         },
     }
     click.echo(json.dumps(document, indent=2))
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@config_argument
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+)
+@click.option(
+    "--shutdown-timeout",
+    callback=_duration,
+    help="How long running executions may finish after SIGINT/SIGTERM (default: the config's "
+    "orchestrator.shutdown_timeout, 30s).",
+)
+@click.option("--once", "once", metavar="RUNNER_ID", help="Run this runner's pipeline now, exit.")
+def run(
+    config: str | None,
+    log_level: str,
+    log_format: str,
+    shutdown_timeout: float | None,
+    once: str | None,
+) -> None:
+    """Run the runners of CONFIG until SIGINT/SIGTERM (or until one-time runners finish)."""
+    configure_logging(log_level, log_format)
+    compiled = _build(config)
+    orchestrator = Orchestrator(compiled, shutdown_timeout=shutdown_timeout)
+    try:
+        code = asyncio.run(_serve(orchestrator, once))
+    except OpenTicketAIError as exc:
+        logging.getLogger("open_ticket_ai").error("%s", exc)
+        code = 1
+    if orchestrator.stubborn:
+        # Runs that ignore cancellation would keep the interpreter from exiting.
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, orchestrator.request_stop)
+    try:
+        if once is not None:
+            result = await orchestrator.run_once(once)
+            return 0 if result.succeeded else 1
+        return await orchestrator.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def main() -> None:

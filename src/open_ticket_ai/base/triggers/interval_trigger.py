@@ -31,6 +31,8 @@ class IntervalParams(ParamsModel):
     days: float | None = Field(default=None, gt=0)
     interval: Duration | None = Field(default=None, gt=0)
     run_on_start: bool = False
+    offset: Duration = Field(default=0.0, ge=0)
+    """Shifts the grid: fires at ``start + offset + k * interval``."""
 
     @model_validator(mode="after")
     def _one_form(self) -> IntervalParams:
@@ -56,23 +58,25 @@ class IntervalParams(ParamsModel):
 
 
 class IntervalTrigger(TimeTrigger[IntervalParams]):
-    """Fires at ``start + k * interval`` (k = 1, 2, ...; also k = 0 with ``run_on_start``) on
-    the monotonic clock, so a slow run or a busy loop never makes the schedule drift."""
+    """Fires at ``start + offset + k * interval`` (k = 1, 2, ...), and at ``start`` too with
+    ``run_on_start``, on the monotonic clock: a slow run or a busy loop never makes the
+    schedule drift."""
 
     def __init__(self, params: IntervalParams, *, id: str = "") -> None:
         super().__init__(params, id=id)
         self.interval = params.total_seconds
 
     def first_fire(self, start: float) -> float:
-        return start if self.params.run_on_start else start + self.interval
+        if self.params.run_on_start:
+            return start
+        return start + self.params.offset + self.interval
 
     def next_fire_after(self, after: float, start: float) -> float:
-        if after < start:
-            return self.first_fire(start)
-        k = math.floor((after - start) / self.interval) + 1
-        fire = start + k * self.interval
+        anchor = start + self.params.offset
+        k = max(math.floor((after - anchor) / self.interval) + 1, 1)
+        fire = anchor + k * self.interval
         # Float rounding may land a hair at or before `after`; step to the next grid point.
         while fire <= after:
             k += 1
-            fire = start + k * self.interval
+            fire = anchor + k * self.interval
         return fire

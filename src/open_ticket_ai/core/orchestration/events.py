@@ -1,0 +1,50 @@
+"""Run events: stable names and fields, emitted as log records on the ``open_ticket_ai`` logger.
+
+Each record carries ``event`` (one of the names below) and ``fields`` (a dict: ``runner``,
+``trigger``, ``duration_ms``, ``error``, ...) so a formatter can print text or JSON lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = [
+    "ORCHESTRATOR_READY",
+    "ORCHESTRATOR_STOPPED",
+    "ORCHESTRATOR_STOPPING",
+    "RUNNER_SUMMARY",
+    "RUN_CANCELLED",
+    "RUN_FAILED",
+    "RUN_FINISHED",
+    "RUN_SKIPPED",
+    "RUN_STARTED",
+    "emit",
+    "logger",
+]
+
+logger = logging.getLogger("open_ticket_ai")
+
+RUN_STARTED = "run.started"
+RUN_FINISHED = "run.finished"
+RUN_FAILED = "run.failed"
+RUN_SKIPPED = "run.skipped"
+RUN_CANCELLED = "run.cancelled"
+ORCHESTRATOR_READY = "orchestrator.ready"
+ORCHESTRATOR_STOPPING = "orchestrator.stopping"
+ORCHESTRATOR_STOPPED = "orchestrator.stopped"
+RUNNER_SUMMARY = "runner.summary"
+
+
+def emit(
+    level: int,
+    event: str,
+    message: str,
+    *,
+    exc: BaseException | None = None,
+    **fields: Any,
+) -> None:
+    """Log one event; costs one level check when the level is disabled."""
+    if logger.isEnabledFor(level):
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        logger.log(level, message, exc_info=exc_info, extra={"event": event, "fields": fields})
