@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(BIN)/otai run examples/demo.yml
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy src
 
 test: lint

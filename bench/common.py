@@ -1,0 +1,67 @@
+"""Shared pieces: the no-op pipe, percentiles, RSS, and running a contender in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from open_ticket_ai import Pipe, PipeContext, PipeResult
+from open_ticket_ai.core.component import ParamsModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class NoopParams(ParamsModel):
+    offset: float = 0.0
+
+
+class LatenessPipe(Pipe[NoopParams]):
+    """Does nothing but note how late it started against its runner's grid."""
+
+    interval = 1.0
+    anchor = 0.0
+    samples: list[float] = []
+
+    async def process(self, ctx: PipeContext) -> PipeResult:
+        import asyncio
+
+        now = asyncio.get_running_loop().time()
+        LatenessPipe.samples.append(
+            (now - LatenessPipe.anchor - self.params.offset) % self.interval
+        )
+        return PipeResult(succeeded=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_child(module: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run ``python -m bench.<module> args`` in a fresh interpreter; return its JSON line."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.{module} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

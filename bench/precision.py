@@ -1,0 +1,138 @@
+"""Scheduling precision: N runners on a 1 s interval, phases spread over it, a no-op pipeline.
+
+Run one contender per process: ``python -m bench.precision CONTENDER RUNNERS SECONDS``.
+Prints one JSON line: fires, lateness p50/p99/max (ms) and CPU time per fire (us).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from bench.common import LatenessPipe, percentile
+
+INTERVAL = 1.0
+WARMUP = 2.0
+
+
+def _report(samples: list[float], cpu: float, fires: int) -> dict[str, Any]:
+    return {
+        "fires": fires,
+        "p50_ms": percentile(samples, 0.50) * 1000,
+        "p99_ms": percentile(samples, 0.99) * 1000,
+        "max_ms": max(samples) * 1000 if samples else float("nan"),
+        "cpu_us_per_fire": cpu / fires * 1e6 if fires else float("nan"),
+    }
+
+
+async def _measure(samples: list[float], seconds: float) -> dict[str, Any]:
+    await asyncio.sleep(WARMUP)
+    samples.clear()
+    cpu0 = time.process_time()
+    await asyncio.sleep(seconds)
+    cpu = time.process_time() - cpu0
+    measured = list(samples)
+    return _report(measured, cpu, len(measured))
+
+
+async def floor(runners: int, seconds: float) -> dict[str, Any]:
+    """One loop.call_at timer per runner; each fire runs the same no-op work in a task."""
+    loop = asyncio.get_running_loop()
+    samples: list[float] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def work(anchor: float) -> None:
+        samples.append((loop.time() - anchor) % INTERVAL)
+
+    def fire(anchor: float, due: float) -> None:
+        task = loop.create_task(work(anchor))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        loop.call_at(due + INTERVAL, fire, anchor, due + INTERVAL)
+
+    start = loop.time()
+    for i in range(runners):
+        anchor = start + i * INTERVAL / runners
+        loop.call_at(anchor + INTERVAL, fire, anchor, anchor + INTERVAL)
+    return await _measure(samples, seconds)
+
+
+def _config(runners: int) -> str:
+    lines = ["runners:"]
+    for i in range(runners):
+        offset = i * INTERVAL / runners
+        lines += [
+            f"  - id: r{i}",
+            f"    on: [{{id: t{i}, params: {{seconds: {INTERVAL}, offset: {offset!r}}}}}]",
+            f"    run: {{id: p, use: 'bench.common:LatenessPipe', params: {{offset: {offset!r}}}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def ours(runners: int, seconds: float) -> dict[str, Any]:
+    from open_ticket_ai import build, parse_config
+    from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+
+    compiled = build(parse_config(_config(runners), "bench.yml"))
+    orchestrator = Orchestrator(compiled)
+    LatenessPipe.interval = INTERVAL
+    main = asyncio.ensure_future(orchestrator.run())
+    await asyncio.sleep(0)
+    LatenessPipe.anchor = orchestrator.started_at
+    try:
+        return await _measure(LatenessPipe.samples, seconds)
+    finally:
+        orchestrator.request_stop()
+        await main
+
+
+async def apscheduler(runners: int, seconds: float) -> dict[str, Any]:
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    samples: list[float] = []
+    base = time.time() + 0.5
+
+    async def work(anchor: float) -> None:
+        samples.append((time.time() - anchor) % INTERVAL)
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    for i in range(runners):
+        anchor = base + i * INTERVAL / runners
+        scheduler.add_job(
+            work,
+            "interval",
+            seconds=INTERVAL,
+            start_date=datetime.fromtimestamp(anchor, UTC) + timedelta(seconds=0),
+            args=[anchor],
+            id=f"r{i}",
+            max_instances=1,
+            misfire_grace_time=None,
+            coalesce=True,
+        )
+    scheduler.start()
+    try:
+        return await _measure(samples, seconds)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+CONTENDERS = {"floor": floor, "ours": ours, "apscheduler": apscheduler}
+
+
+def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    name, runners, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    result = asyncio.run(CONTENDERS[name](runners, seconds))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The README's configs and plugin example work as written."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+import open_ticket_ai
+from open_ticket_ai import build, parse_config
+from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def yaml_blocks() -> list[tuple[str, int, str]]:
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for match in re.finditer(r"```yaml\n(.*?)```", text, re.DOTALL):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append((doc.name, line, match.group(1)))
+    return found
+
+
+BLOCKS = yaml_blocks()
+
+
+def test_the_docs_have_configs() -> None:
+    assert len(BLOCKS) >= 3
+
+
+@pytest.mark.parametrize(("doc", "line", "text"), BLOCKS, ids=[f"{d}:{n}" for d, n, _ in BLOCKS])
+def test_doc_config_validates(
+    doc: str, line: int, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    compiled = build(parse_config(text, f"{doc}:{line}"))
+    assert compiled.runners
+
+
+def test_readme_plugin_example_is_the_shipped_file() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    plugin = (ROOT / "examples" / "plugins" / "greeting.py").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert block is not None
+    assert block.group(1).strip() in plugin
+
+
+def test_readme_plugin_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    monkeypatch.setenv("OTAI_NAME", "Ada")
+    config = next(text for _, _, text in BLOCKS if "GreetingPipe" in text)
+    orchestrator = Orchestrator(build(parse_config(config)))
+    result = asyncio.run(orchestrator.run_once("greeter"))
+    assert result.succeeded
+    assert result.data == {"value": "Hello, Ada!"}
+
+
+def test_public_api_is_declared() -> None:
+    exported = set(open_ticket_ai.__all__)
+    public = {name for name in vars(open_ticket_ai) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(open_ticket_ai, name)).__name__ == "module"}
+    assert exported == (public - modules) | {"__version__"}
+    for name in exported:
+        assert hasattr(open_ticket_ai, name)
