@@ -8,7 +8,6 @@ other renders to a string. Rendered values are never rendered again, so data fro
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any, NoReturn
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from open_ticket_ai.errors import PipeError, TemplateError
 
@@ -32,11 +31,16 @@ __all__ = [
 ]
 
 _MARKERS = ("{{", "{%", "{#")
-_SINGLE_EXPRESSION = re.compile(r"\A\{\{-?(.*?)-?\}\}\Z", re.DOTALL)
+
+Loc = tuple[str | int, ...]
+"""A place in the config, as a path of keys and indexes."""
 
 
-class FailRequested(PipeError):
-    """Raised by ``fail("why")`` in a template: the pipe fails with that message."""
+class FailRequested(TemplateError, PipeError):
+    """Raised by ``fail("why")`` in a template: the pipe fails with that message.
+
+    It is a TemplateError too, so a ``fail()`` in a load-time template (a trigger's or a
+    service's params) is reported as a config problem rather than escaping as a traceback."""
 
 
 def _fail(message: str = "failed") -> NoReturn:
@@ -60,34 +64,51 @@ def truthy(value: object) -> bool:
 
 
 class TemplateEngine:
-    """Owns the sandboxed environment; compiles templates for one config."""
+    """Owns the sandboxed environment; compiles templates for one config.
+
+    The sandbox is the immutable one: a template can read a step's data but never change it
+    (``pipe_result('fetch').append(1)`` is blocked)."""
 
     def __init__(self) -> None:
-        self.environment = SandboxedEnvironment(
+        self.environment = ImmutableSandboxedEnvironment(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
         self.environment.globals.update(now=_now, fail=_fail)
 
-    def compile(self, source: str, path: str) -> CompiledTemplate:
-        """Compile ``source``; raise TemplateError naming ``path`` on a syntax error."""
+    def compile(self, source: str, path: str, loc: Loc = ()) -> CompiledTemplate:
+        """Compile ``source``; raise TemplateError naming ``path`` on a syntax error.
+
+        ``loc`` is the template's place in the config, set as ``loc`` on render errors."""
         try:
             tree = self.environment.parse(source)
             native = _is_single_expression(tree)
             if native:
-                match = _SINGLE_EXPRESSION.match(source)
-                assert match is not None
                 expression = self.environment.compile_expression(
-                    match.group(1), undefined_to_none=False
+                    self._expression_source(source), undefined_to_none=False
                 )
                 render: Callable[[Mapping[str, Any]], Any] = lambda ctx: expression(**ctx)  # noqa: E731
             else:
                 template = self.environment.from_string(source)
                 render = template.render
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"template syntax error: {exc.message} in {source!r}", path
-            ) from None
-        return CompiledTemplate(source=source, path=path, native=native, _render=render)
+            error = TemplateError(f"template syntax error: {exc.message} in {source!r}", path)
+            error.loc = loc
+            raise error from None
+        return CompiledTemplate(source=source, path=path, native=native, _render=render, loc=loc)
+
+    def _expression_source(self, source: str) -> str:
+        """The text inside the one ``{{ }}`` of a single-expression template (comments and
+        whitespace control around it allowed)."""
+        inside: list[str] = []
+        depth = 0
+        for _, token, value in self.environment.lex(source):
+            if token == "variable_begin":
+                depth += 1
+            elif token == "variable_end":
+                depth -= 1
+            elif depth:
+                inside.append(value)
+        return "".join(inside)
 
 
 def _is_single_expression(tree: nodes.Template) -> bool:
@@ -105,10 +126,24 @@ class CompiledTemplate:
     path: str
     native: bool
     _render: Callable[[Mapping[str, Any]], Any]
+    loc: Loc = ()
+    """Where the template stands in the config; render errors carry it as their ``loc``."""
 
     def render(self, context: Mapping[str, Any]) -> Any:
+        """The rendered value; a failure raises TemplateError naming the template's path."""
+        try:
+            return self._render_checked(context)
+        except TemplateError as exc:  # FailRequested too: it keeps its message as it is
+            exc.loc = self.loc
+            raise
+
+    def _render_checked(self, context: Mapping[str, Any]) -> Any:
         try:
             value = self._render(context)
+            if isinstance(value, jinja2.Undefined):
+                # Raises the undefined's own error: UndefinedError, or SecurityError for an
+                # attribute the sandbox blocked (``{{ ''.__class__ }}``).
+                str(value)
         except FailRequested:
             raise
         except jinja2.UndefinedError as exc:
@@ -121,7 +156,7 @@ class CompiledTemplate:
             raise TemplateError(
                 f"{type(exc).__name__}: {exc} in {self.source!r}", self.path
             ) from None
-        if isinstance(value, jinja2.Undefined):
+        if isinstance(value, jinja2.Undefined):  # an Undefined whose str() does not raise
             hint = value._undefined_name or "value"
             raise TemplateError(f"{hint!r} is undefined in {self.source!r}", self.path)
         return value
@@ -129,9 +164,6 @@ class CompiledTemplate:
 
 RenderTree = Any
 """A param value with every template string replaced by its :class:`CompiledTemplate`."""
-
-
-Loc = tuple[str | int, ...]
 
 
 def compile_tree(
@@ -142,11 +174,7 @@ def compile_tree(
     ``where(loc)`` names a template's place for messages; a syntax error raises TemplateError
     with ``loc`` set to the failing string's location."""
     if is_template(value):
-        try:
-            return engine.compile(value, where(loc)), True
-        except TemplateError as exc:
-            exc.loc = loc
-            raise
+        return engine.compile(value, where(loc), loc), True
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         found = False

@@ -6,10 +6,10 @@ import contextlib
 from typing import Any, Literal
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.durations import Duration
+from open_ticket_ai.core.durations import Duration, format_duration
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import PipeContext
@@ -18,12 +18,18 @@ __all__ = ["HttpRequestParams", "HttpRequestPipe"]
 
 _EXCERPT = 200
 
+_SCALARS = (str, int, float, bool)
+
 
 class HttpRequestParams(ParamsModel):
+    """One request: ``url`` (http or https), ``method``, ``headers``, ``query``, a ``json`` or
+    a text ``body`` (not both), a ``timeout`` and the statuses that count as success."""
+
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     url: str = Field(min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, Any] = Field(default_factory=dict)
+    """``None`` values are left out; a list repeats the key."""
     json_body: Any = Field(default=None, alias="json")
     body: str | None = None
     timeout: Duration = Field(30.0, gt=0)
@@ -35,28 +41,74 @@ class HttpRequestParams(ParamsModel):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers_as_text(cls, value: Any) -> Any:
+        # YAML (and a one-expression template) gives numbers and booleans; a header is text.
+        if not isinstance(value, dict):
+            return value
+        return {key: _header_text(item) for key, item in value.items()}
+
+    @field_validator("query")
+    @classmethod
+    def _query_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            items = item if isinstance(item, list) else [item]
+            if item is not None and not all(isinstance(i, _SCALARS) for i in items):
+                raise ValueError(
+                    f"{key!r} must be text, a number, true/false, null or a list of those, "
+                    f"got {item!r}"
+                )
+        return value
+
     @field_validator("expect_status", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, int) else value
 
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("give at least one status, or leave it out for any 2xx")
+            wrong = [status for status in value if not 100 <= status <= 599]
+            if wrong:
+                raise ValueError(f"HTTP statuses are 100 to 599, got {wrong}")
+        return value
+
     @field_validator("url")
     @classmethod
     def _absolute(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"invalid URL {value!r}: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpRequestParams:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either 'json' or 'body', not both")
+        return self
+
+
+def _header_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
 
 
 class HttpRequestPipe(Pipe[HttpRequestParams]):
     """Sends the request. Result ``data``: ``status``, ``headers``, ``json`` (when the response
-    is JSON) and ``text``. A status outside ``expect_status``, a connection error or a timeout
-    is a failed result naming the URL."""
+    is JSON) and ``text``. A status outside ``expect_status`` is a failed result naming the URL
+    (with the data); a connection error or a timeout is a failed result whose ``error`` is the
+    httpx exception, so ``retry: {on: [ConnectError]}`` can name it."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
-        if p.json_body is not None and p.body is not None:
-            return PipeResult.failure("give either 'json' or 'body', not both")
         try:
             async with httpx.AsyncClient(timeout=p.timeout) as client:
                 response = await client.request(
@@ -67,16 +119,18 @@ class HttpRequestPipe(Pipe[HttpRequestParams]):
                     json=p.json_body,
                     content=p.body,
                 )
-        except httpx.TimeoutException:
-            return PipeResult.failure(f"{p.method} {p.url}: timed out after {p.timeout:g}s")
-        except httpx.HTTPError as exc:
-            return PipeResult.failure(f"{p.method} {p.url}: {type(exc).__name__}: {exc}")
+        except httpx.TimeoutException as exc:
+            return PipeResult.failure(
+                f"{p.method} {p.url}: timed out after {format_duration(p.timeout)}", error=exc
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return PipeResult.failure(f"{p.method} {p.url}: {type(exc).__name__}: {exc}", error=exc)
         data: dict[str, Any] = {
             "status": response.status_code,
             "headers": dict(response.headers),
             "text": response.text,
         }
-        if "json" in response.headers.get("content-type", ""):
+        if "json" in response.headers.get("content-type", "").lower():
             with contextlib.suppress(ValueError):
                 data["json"] = response.json()
         ok = (

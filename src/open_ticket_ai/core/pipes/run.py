@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -11,6 +12,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from open_ticket_ai.core.config.models import RetryConfig
+from open_ticket_ai.core.config.validation import issues_of
+from open_ticket_ai.core.config.yaml_source import format_path
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.result import PipeResult
@@ -196,15 +199,18 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
         except TemplateError as exc:
             return PipeResult.failure(str(exc), error=exc)
         except ValidationError as exc:
-            return PipeResult.failure(_describe_params_error(spec.path, exc), error=exc)
+            return PipeResult.failure(_describe_params_error(spec, exc), error=exc)
+        except Exception as exc:  # a plugin's validator may raise anything
+            return PipeResult.failure(f"{spec.path}.params: {type(exc).__name__}: {exc}", error=exc)
 
     retry = spec.retry
     attempt = 1
     while True:
-        result = await _attempt(spec, run, params, raw)
-        if result.succeeded or retry is None or attempt >= retry.attempts:
+        result, raised = await _attempt(spec, run, params, raw)
+        # Only failures are retried: a pipe that reports "skipped" has decided not to act.
+        if not result.failed or retry is None or attempt >= retry.attempts:
             break
-        if not _should_retry(result, retry):
+        if not _should_retry(result, raised, retry):
             break
         await asyncio.sleep(min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay))
         attempt += 1
@@ -217,11 +223,13 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
 
 async def _attempt(
     spec: PipeSpec, run: RunContext, params: BaseModel, raw: Mapping[str, Any]
-) -> PipeResult:
-    pipe = spec.pipe_class(params, id=spec.id)
+) -> tuple[PipeResult, bool]:
+    """One attempt's result, and whether it comes from a raised exception."""
     ctx = PipeContext(run, spec, raw)
     timer = asyncio.timeout(spec.timeout) if spec.timeout is not None else None
+    pipe_name = spec.pipe_class.__name__
     try:
+        pipe = spec.pipe_class(params, id=spec.id)
         if timer is None:
             outcome = await _call(pipe, ctx)
         else:
@@ -230,38 +238,61 @@ async def _attempt(
     except TimeoutError as exc:
         if timer is not None and timer.expired():
             assert spec.timeout is not None
-            return PipeResult.failure(f"timed out after {format_duration(spec.timeout)}", error=exc)
-        return PipeResult.failure(f"TimeoutError: {exc}", error=exc)
+            message = f"timed out after {format_duration(spec.timeout)}"
+            return PipeResult.failure(message, error=exc), True
+        return PipeResult.failure(f"TimeoutError: {exc}", error=exc), True
     except (PipeError, TemplateError) as exc:
-        return PipeResult.failure(str(exc), error=exc)
+        return PipeResult.failure(str(exc), error=exc), True
     except Exception as exc:
-        return PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc)
+        return PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc), True
     if not isinstance(outcome, PipeResult):
-        return PipeResult.failure(
-            f"{type(pipe).__name__}.process returned {type(outcome).__name__}, not a PipeResult"
-        )
-    return outcome
+        message = f"{pipe_name}.process returned {type(outcome).__name__}, not a PipeResult"
+        return PipeResult.failure(message), False
+    return outcome, False
 
 
 async def _call(pipe: Pipe[Any], ctx: PipeContext) -> Any:
     if type(pipe).is_async:
         return await pipe.process(ctx)  # type: ignore[misc]
-    return await asyncio.to_thread(pipe.process, ctx)
+    outcome = await asyncio.to_thread(pipe.process, ctx)
+    if inspect.isawaitable(outcome):  # a decorated ``async def`` that does not look async
+        outcome = await outcome
+    return outcome
 
 
-def _should_retry(result: PipeResult, retry: RetryConfig) -> bool:
+def _should_retry(result: PipeResult, raised: bool, retry: RetryConfig) -> bool:
+    """Without ``on`` everything is retried. ``Failure`` names a returned failed result; other
+    names match the class (or a base class) of the exception behind the failure, raised or
+    attached to a returned result."""
     if not retry.on:
         return True
+    if not raised and "Failure" in retry.on:
+        return True
     if result.error is None:
-        return "Failure" in retry.on
+        return False
     names = {cls.__name__ for cls in type(result.error).__mro__}
     return not names.isdisjoint(retry.on)
 
 
-def _describe_params_error(path: str, exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in error["loc"])
-        where = where.replace(".[", "[")
-        parts.append(f"{path}.params.{where}: {error['msg']}")
-    return "; ".join(parts)
+def _describe_params_error(spec: PipeSpec, exc: ValidationError) -> str:
+    """Each problem of rendered params, worded as load-time problems are, with its path."""
+    return "; ".join(
+        f"{_param_where(spec, issue.loc)}: {issue.message}"
+        for issue in issues_of(exc, spec.pipe_class.Params)
+    )
+
+
+def _param_where(spec: PipeSpec, loc: tuple[str | int, ...]) -> str:
+    """Where the param at ``loc`` is written: the template that produced it knows its line."""
+    node: Any = spec.params_tree
+    for index, part in enumerate((*loc, None)):
+        if isinstance(node, CompiledTemplate):
+            rest = loc[index:]
+            return node.path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
+        if part is None:
+            break
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return f"{spec.path}.{format_path(('params', *loc))}"
