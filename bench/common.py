@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -18,6 +19,9 @@ class NoopParams(ParamsModel):
     offset: float = 0.0
 
 
+_DONE = PipeResult(succeeded=True)
+
+
 class LatenessPipe(Pipe[NoopParams]):
     """Does nothing but note how late it started against its runner's grid."""
 
@@ -26,13 +30,11 @@ class LatenessPipe(Pipe[NoopParams]):
     samples: list[float] = []
 
     async def process(self, ctx: PipeContext) -> PipeResult:
-        import asyncio
-
         now = asyncio.get_running_loop().time()
         LatenessPipe.samples.append(
             (now - LatenessPipe.anchor - self.params.offset) % self.interval
         )
-        return PipeResult(succeeded=True)
+        return _DONE
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
 from open_ticket_ai.core.durations import parse_duration
 from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+from open_ticket_ai.core.pipes.run import worker_threads
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.log_format import configure_logging
 
@@ -125,15 +127,25 @@ def run(
     except OpenTicketAIError as exc:
         logging.getLogger("open_ticket_ai").error("%s", exc)
         code = 1
-    if orchestrator.stubborn:
-        # Runs that ignore cancellation would keep the interpreter from exiting.
+    if orchestrator.stubborn or worker_threads.busy:
+        # Runs that ignore cancellation, and sync pipes blocked in worker threads, would keep
+        # the interpreter from exiting: they were given their deadline and are abandoned.
         logging.shutdown()
+        sys.stdout.flush()
         os._exit(code)
     sys.exit(code)
 
 
+class _WorkerPool(ThreadPoolExecutor):
+    """The loop's default executor: shutting it down never waits for a blocked thread."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=True)
+
+
 async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(_WorkerPool(thread_name_prefix="otai-sync-pipe"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, orchestrator.request_stop)
     try:

@@ -6,7 +6,9 @@
     ├── ConfigError          the config cannot be loaded; carries every Problem found
     ├── ComponentError       a `use:` cannot be resolved or a component cannot be built
     ├── TemplateError        a template failed to compile or render (names the config path)
-    └── PipeError            a pipe failed in a way it could not report as a PipeResult
+    ├── PipeError            a pipe failed in a way it could not report as a PipeResult
+    └── TicketSystemError    a helpdesk refused or failed a request (names system and call)
+        └── TicketNotFoundError
 
 Every message names where it happened: the config file, line and column when known, and the
 config path (``orchestrator.runners[1].run.steps[0].params.url``).
@@ -24,6 +26,8 @@ __all__ = [
     "PipeError",
     "Problem",
     "TemplateError",
+    "TicketNotFoundError",
+    "TicketSystemError",
 ]
 
 
@@ -84,3 +88,16 @@ class TemplateError(OpenTicketAIError):
 
 class PipeError(OpenTicketAIError):
     """A pipe failed; raised inside a pipe to fail it with a clear message and no traceback."""
+
+
+class TicketSystemError(OpenTicketAIError):
+    """A helpdesk refused or failed a request; the message names the system, the call and
+    the system's answer. ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class TicketNotFoundError(TicketSystemError):
+    """The ticket does not exist (or is not visible to the configured account)."""

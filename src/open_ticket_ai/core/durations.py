@@ -3,6 +3,7 @@ or ISO 8601 (``"PT5M"``, ``"P1DT2H"``)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -20,12 +21,23 @@ _ISO = re.compile(
 
 def parse_duration(value: object) -> float:
     """Return ``value`` in seconds; raise ValueError with the accepted forms when it is not one."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '30s'")
-    if isinstance(value, int | float):
-        return float(value)
+    seconds = _seconds(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"invalid duration {_shown(value)}: must be a finite number of seconds")
+    return seconds
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(
+            f"invalid duration {_shown(value)}: a duration must be a number of seconds or a string "
+            "like '30s'"
+        )
     if not isinstance(value, str):
-        raise ValueError("a duration must be a number of seconds or a string like '30s'")
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            return math.inf
     text = value.strip()
     try:
         return float(text)
@@ -40,8 +52,13 @@ def parse_duration(value: object) -> float:
     if parts and "".join(n + u for n, u in parts) == compact:
         return sum(float(n) * _UNITS[u] for n, u in parts)
     raise ValueError(
-        f"invalid duration {value!r}: use seconds, '500ms', '30s', '5m', '1h30m' or 'PT5M'"
+        f"invalid duration {_shown(value)}: use seconds, '500ms', '30s', '5m', '1h30m' or 'PT5M'"
     )
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_duration(seconds: float) -> str:

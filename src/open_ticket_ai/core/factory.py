@@ -18,8 +18,9 @@ from pydantic import BaseModel, ValidationError
 from open_ticket_ai.core.component import Component
 from open_ticket_ai.core.config.loader import LoadedConfig
 from open_ticket_ai.core.config.models import PipeConfig, TriggerDefinition
-from open_ticket_ai.core.config.validation import issues_of
+from open_ticket_ai.core.config.validation import issues_of, keys_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, format_path
+from open_ticket_ai.core.memory import paused_gc
 from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.run import PipeSpec
@@ -73,7 +74,8 @@ class CompiledConfig:
 
 def build(loaded: LoadedConfig, registry: Registry | None = None) -> CompiledConfig:
     """Build every component of a loaded config; raise ConfigError listing every problem."""
-    return RenderableFactory(loaded, registry or Registry()).build()
+    with paused_gc():
+        return RenderableFactory(loaded, registry or Registry()).build()
 
 
 @dataclass
@@ -278,11 +280,25 @@ class RenderableFactory:
     # -- shared helpers -------------------------------------------------------------------
 
     def _compile(self, value: Any, path: ConfigPath) -> tuple[Any, bool]:
+        """Compile every template in ``value``; report each syntax error, not just the first.
+
+        A template that fails to compile still counts as a template, so that its params are
+        not validated as if it were the literal value."""
+        if isinstance(value, dict):
+            tree: dict[str, Any] = {}
+            found = False
+            for key, item in value.items():
+                tree[key], has = self._compile(item, (*path, key))
+                found = found or has
+            return tree, found
+        if isinstance(value, list):
+            items = [self._compile(item, (*path, i)) for i, item in enumerate(value)]
+            return [item for item, _ in items], any(has for _, has in items)
         try:
             return compile_tree(self.engine, value, path, self.loaded.where)
         except TemplateError as exc:
             self._problem(exc.reason, exc.loc or path)
-            return value, False
+            return value, True
 
     def _resolve(self, use: str, kind: type[C], path: ConfigPath) -> type[C] | None:
         try:
@@ -299,14 +315,18 @@ class RenderableFactory:
         *,
         partial: bool,
     ) -> BaseModel | None:
-        """Validate params; with ``partial``, keys holding templates wait for run time."""
-        templated = {key for key, value in params.items() if _holds_template(value)}
-        data = {k: v for k, v in params.items() if k not in templated} if partial else params
+        """Validate params; with ``partial``, keys holding templates wait for run time (an
+        unknown key is an error at once, whatever its value)."""
+        known = set(keys_of(cls.Params, ()))
+        if cls.Params.model_config.get("populate_by_name"):
+            known.update(cls.Params.model_fields)
+        waiting = {k for k, v in params.items() if k in known and _holds_template(v)}
+        data = {k: v for k, v in params.items() if k not in waiting} if partial else params
         try:
             return cls.Params.model_validate(data)
         except ValidationError as exc:
             for issue in issues_of(exc, cls.Params):
-                if partial and (not issue.loc or issue.loc[0] in templated):
+                if partial and (not issue.loc or issue.loc[0] in waiting):
                     continue
                 self._problem(issue.message, (*path, *issue.loc), key=issue.at_key)
             return None

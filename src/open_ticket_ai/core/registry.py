@@ -90,7 +90,7 @@ class Registry:
                 not name.startswith("_")
                 and inspect.isclass(value)
                 and issubclass(value, Component)
-                and value.__module__.startswith(module.__name__)
+                and _defined_in(value, module.__name__)
                 and not inspect.isabstract(value)
             ):
                 self.add(value, origin=module.__name__)
@@ -118,6 +118,11 @@ class Registry:
             module_name, _, attr = spec.rpartition(".")
         else:
             return self._short_name(spec)
+        if "" in module_name.split(".") or "" in attr.split("."):
+            raise ComponentError(
+                f"{spec!r} is not a component name: write 'module:Class', 'module.Class' or a "
+                "short name like 'CompositePipe'"
+            )
         module = self._import(MODULE_ALIASES.get(module_name, module_name))
         value: Any = module
         for part in attr.split("."):
@@ -158,6 +163,11 @@ class Registry:
         if isinstance(target, str):
             return target
         return f"{target.__module__}:{target.__qualname__}"
+
+
+def _defined_in(cls: type[Any], module_name: str) -> bool:
+    """True when ``cls`` comes from the module or one of its submodules (not a namesake)."""
+    return cls.__module__ == module_name or cls.__module__.startswith(module_name + ".")
 
 
 def _hint(name: str, options: list[str]) -> str:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from open_ticket_ai.core.config.models import (
 )
 from open_ticket_ai.core.config.validation import issues_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, load_yaml
+from open_ticket_ai.core.memory import paused_gc
 from open_ticket_ai.errors import ConfigError, Problem
 
 __all__ = ["ENV_VAR", "LoadedConfig", "find_config", "load_config", "parse_config"]
@@ -93,8 +95,15 @@ def load_config(argument: str | os.PathLike[str] | None = None) -> LoadedConfig:
 
 def parse_config(text: str, file: str = DEFAULT_FILE) -> LoadedConfig:
     """Structurally validate config text (``file`` names it in messages)."""
-    data, source = load_yaml(text, file)
+    with paused_gc():
+        return _parse(text, file)
+
+
+def _parse(text: str, file: str) -> LoadedConfig:
+    duplicates: list[Problem] = []
+    data, source = load_yaml(text, file, duplicates=duplicates)
     app_data, prefix, problems = _root_form(data, source)
+    problems = [*duplicates, *problems]
     try:
         config = AppConfig.model_validate(app_data)
     except ValidationError as exc:
@@ -157,8 +166,57 @@ def _valid_items(model: type[M], items: Any, path: ConfigPath) -> list[tuple[M, 
         try:
             kept.append((model.model_validate(item), (*path, i)))
         except ValidationError:
-            continue
+            salvaged = _salvage(model, item)
+            if salvaged is not None:
+                kept.append((salvaged, (*path, i)))
     return kept
+
+
+_DROPPABLE = frozenset({"retry", "timeout", "if", "depends_on"})
+"""Pipe keys whose removal only removes checks (it never adds a problem)."""
+_SALVAGE_ROUNDS = 5
+
+
+def _salvage(model: type[M], item: Any) -> M | None:
+    """``item`` without its unknown keys and its invalid droppable keys, validated, so that the
+    rest of it is still checked (its problems are reported already); None if that fails."""
+    data = copy.deepcopy(item)
+    for _ in range(_SALVAGE_ROUNDS):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                if not _drop(data, tuple(error["loc"]), error["type"] == "extra_forbidden"):
+                    return None
+    return None
+
+
+def _drop(data: Any, loc: tuple[str | int, ...], unknown: bool) -> bool:
+    """Delete the key an error is about (an unknown key, or the droppable key holding the
+    error); False when there is no such key to delete."""
+    end = (
+        len(loc)
+        if unknown
+        else next((n + 1 for n, part in enumerate(loc) if part in _DROPPABLE), 0)
+    )
+    if end == 0 or not isinstance(loc[end - 1], str):
+        return False
+    parent = data
+    for part in loc[: end - 1]:
+        if isinstance(parent, dict) and isinstance(part, str):
+            if part not in parent:
+                return True  # dropped already, with an ancestor, in this round
+            parent = parent[part]
+        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+            parent = parent[part]
+        else:
+            return False
+    if not isinstance(parent, dict):
+        return False
+    if end >= 3 and loc[end - 3] == "on" and set(parent) - {loc[end - 1]} <= {"id"}:
+        return False  # a trigger left with its id alone would turn into a reference
+    parent.pop(loc[end - 1], None)
+    return True
 
 
 def _root_form(data: Any, source: SourceMap) -> tuple[Any, ConfigPath, list[Problem]]:

@@ -24,20 +24,23 @@ class Position:
 
 @dataclass
 class SourceMap:
-    """Where each config path's key and value stand in the file."""
+    """Where each config path's key and value stand in the file.
+
+    Positions are stored packed in one int each (see :func:`pack`): a large config has
+    hundreds of thousands of them."""
 
     file: str
-    values: dict[ConfigPath, Position] = field(default_factory=dict)
-    keys: dict[ConfigPath, Position] = field(default_factory=dict)
+    values: dict[ConfigPath, int] = field(default_factory=dict)
+    keys: dict[ConfigPath, int] = field(default_factory=dict)
 
     def locate(self, path: ConfigPath, *, key: bool = False) -> Position | None:
         """Position of ``path`` (its key when ``key``), else of its nearest located ancestor."""
         if key and path in self.keys:
-            return self.keys[path]
+            return unpack(self.keys[path])
         for end in range(len(path), -1, -1):
             found = self.values.get(path[:end])
             if found is not None:
-                return found
+                return unpack(found)
         return None
 
     def problem(self, message: str, path: ConfigPath, *, key: bool = False) -> Problem:
@@ -62,8 +65,63 @@ def format_path(path: ConfigPath) -> str:
     return out
 
 
-def _position(mark: yaml.Mark) -> Position:
-    return Position(mark.line + 1, mark.column + 1)
+_COLUMN_BITS = 24
+
+
+def pack(line: int, column: int) -> int:
+    """A 1-based line and column as one int."""
+    return line << _COLUMN_BITS | column
+
+
+def unpack(packed: int) -> Position:
+    return Position(packed >> _COLUMN_BITS, packed & ((1 << _COLUMN_BITS) - 1))
+
+
+def _position(mark: Any) -> int:
+    return pack(mark.line + 1, mark.column + 1)
+
+
+MAX_DEPTH = 100
+"""How deeply mappings and lists may nest; deeper is surely a mistake (or an attack)."""
+MAX_ALIASED_VALUES = 100_000
+"""How many values aliases may expand to (stops "billion laughs"); the file's own values are
+bounded by its size."""
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """LibYAML's parser when PyYAML has it (the wheels do), with implicit tags cached: a
+    config repeats the same keys and values thousands of times."""
+
+    _tags: dict[tuple[type[yaml.Node], str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> Any:
+        if kind is not yaml.ScalarNode or not isinstance(value, str):
+            return super().resolve(kind, value, implicit)
+        key = (kind, value, tuple(implicit))
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._tags) < 100_000:
+                self._tags[key] = tag
+        return tag
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+_EMPTY: Any = object()
+# What PyYAML's constructors raise for a scalar they cannot read (`2020-13-01`, `!!int x`).
+_SCALAR_ERRORS = (ValueError, OverflowError, ArithmeticError, TypeError)
+
+
+class _TooBig(Exception):
+    """Stops building at once: a limit was passed."""
+
+
+class _NeedsNodes(Exception):
+    """The streaming builder met what only the node builder handles (aliases, merge keys,
+    complex or duplicate keys, several documents)."""
 
 
 class _Builder:
@@ -71,52 +129,209 @@ class _Builder:
         self.loader = loader
         self.source = source
         self.problems: list[Problem] = []
+        """Problems that make the data unusable (a scalar that cannot be read)."""
+        self.duplicates: list[Problem] = []
+        """Duplicate keys: the first value is kept, so the data is still usable."""
+        self._open: set[int] = set()
+        self._built: set[int] = set()
+        self._aliased = 0
+
+    def _problem(self, message: str, path: ConfigPath, mark: yaml.Mark) -> Problem:
+        return Problem(message, format_path(path), self.source.file, mark.line + 1, mark.column + 1)
 
     def build(self, node: yaml.Node, path: ConfigPath) -> Any:
         self.source.values[path] = _position(node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)
-            result: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                # Keys are always taken as written: YAML 1.1 would turn `on:` into True.
-                if isinstance(key_node, yaml.ScalarNode):
-                    key = str(key_node.value)
-                else:
-                    key = str(self.loader.construct_object(key_node, deep=True))
-                child = (*path, key)
-                if key in result:
-                    first = self.source.keys[child]
-                    self.problems.append(
-                        Problem(
-                            f"duplicate key {key!r} (first at line {first.line})",
-                            format_path(child),
-                            self.source.file,
-                            key_node.start_mark.line + 1,
-                            key_node.start_mark.column + 1,
-                        )
+        if id(node) in self._built:
+            self._aliased += 1
+        else:
+            self._built.add(id(node))
+        if self._aliased > MAX_ALIASED_VALUES:
+            raise _TooBig(
+                self._problem(
+                    f"aliases expand to more than {MAX_ALIASED_VALUES} values",
+                    path,
+                    node.start_mark,
+                )
+            )
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(
+                self._problem(f"nested more than {MAX_DEPTH} levels deep", path, node.start_mark)
+            )
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self._open:
+                # An alias to a node that contains it (`a: &x [*x]`) would never end.
+                self.problems.append(
+                    self._problem(
+                        "an alias refers to a value that contains it", path, node.start_mark
                     )
-                    continue
-                self.source.keys[child] = _position(key_node.start_mark)
-                result[key] = self.build(value_node, child)
+                )
+                return None
+            self._open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self._open.discard(id(node))
+        return self._construct(node, path)
+
+    def stream(self) -> Any:
+        """Build from parser events, never holding the document's node tree in memory: most
+        configs take this path; anything unusual raises _NeedsNodes."""
+        get: Any = self.loader.get_event  # untyped in PyYAML's stubs
+        get()  # stream start
+        if isinstance(get(), yaml.StreamEndEvent):
+            return _EMPTY
+        data = self._from_event(get(), ())
+        get()  # document end
+        if not isinstance(get(), yaml.StreamEndEvent):
+            raise _NeedsNodes
+        return data
+
+    def _from_event(self, event: Any, path: ConfigPath) -> Any:
+        self.source.values[path] = _position(event.start_mark)
+        if len(path) > MAX_DEPTH:
+            raise _NeedsNodes
+        loader: Any = self.loader  # untyped in PyYAML's stubs
+        get = loader.get_event
+        if isinstance(event, yaml.ScalarEvent):
+            scalar: Any = event
+            tag = scalar.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(yaml.ScalarNode, scalar.value, scalar.implicit)
+            if tag == _STR_TAG:
+                return scalar.value
+            node: Any = yaml.ScalarNode
+            built = node(tag, scalar.value, scalar.start_mark, scalar.end_mark, scalar.style)
+            return self._construct(built, path)
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: list[Any] = []
+            while not isinstance(item := get(), yaml.SequenceEndEvent):
+                items.append(self._from_event(item, (*path, len(items))))
+            return items
+        if isinstance(event, yaml.MappingStartEvent):
+            result: dict[str, Any] = {}
+            while not isinstance(key := get(), yaml.MappingEndEvent):
+                if not isinstance(key, yaml.ScalarEvent) or key.value in result:
+                    raise _NeedsNodes
+                if key.value == "<<" and key.implicit[0]:
+                    raise _NeedsNodes
+                child = (*path, key.value)
+                self.source.keys[child] = _position(key.start_mark)
+                result[key.value] = self._from_event(get(), child)
             return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        raise _NeedsNodes  # an alias
+
+    def _construct(self, node: yaml.Node, path: ConfigPath) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except _SCALAR_ERRORS as exc:
+            self.problems.append(
+                self._problem(f"cannot read {node.value!r}: {exc}", path, node.start_mark)
+            )
+            return None
+
+    def _key(self, key_node: yaml.Node, path: ConfigPath) -> str:
+        # Keys are always taken as written: YAML 1.1 would turn `on:` into True.
+        if isinstance(key_node, yaml.ScalarNode):
+            return str(key_node.value)
+        return str(self._construct(key_node, (*path, "<key>")))
+
+    def _mapping(self, node: yaml.MappingNode, path: ConfigPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merges.append(value_node)
+                continue
+            key = self._key(key_node, path)
+            child = (*path, key)
+            if key in result:
+                first = unpack(self.source.keys[child])
+                self.duplicates.append(
+                    self._problem(
+                        f"duplicate key {key!r} (first at line {first.line})",
+                        child,
+                        key_node.start_mark,
+                    )
+                )
+                continue
+            self.source.keys[child] = _position(key_node.start_mark)
+            result[key] = self.build(value_node, child)
+        for value_node in merges:
+            self._merge(value_node, path, result)
+        return result
+
+    def _merge(self, value_node: yaml.Node, path: ConfigPath, result: dict[str, Any]) -> None:
+        """``<<: *base`` (or ``<<: [*a, *b]``): add the keys ``result`` does not have yet.
+
+        Keys written in the mapping win over merged ones, and earlier sources over later ones,
+        as in YAML's merge key; they are not duplicates."""
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self.problems.append(
+                    self._problem(
+                        "'<<' merges a mapping or a list of mappings", path, source.start_mark
+                    )
+                )
+                continue
+            if id(source) in self._open:
+                self.problems.append(
+                    self._problem(
+                        "an alias refers to a value that contains it", path, source.start_mark
+                    )
+                )
+                continue
+            self._open.add(id(source))
+            try:
+                nested = []
+                for key_node, item in source.value:
+                    if key_node.tag == _MERGE_TAG:
+                        nested.append(item)
+                        continue
+                    key = self._key(key_node, path)
+                    if key not in result:
+                        child = (*path, key)
+                        self.source.keys[child] = _position(key_node.start_mark)
+                        result[key] = self.build(item, child)
+                for item in nested:
+                    self._merge(item, path, result)
+            finally:
+                self._open.discard(id(source))
 
 
-def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
-    """Parse one YAML document; raise ConfigError naming the line of any syntax error."""
+def load_yaml(
+    text: str, file: str, *, duplicates: list[Problem] | None = None
+) -> tuple[Any, SourceMap]:
+    """Parse one YAML document; raise ConfigError naming the line of any syntax error.
+
+    Duplicate keys are problems too (the first value is kept); given a ``duplicates`` list,
+    they are added to it instead of raised, so that they are reported with the rest."""
     source = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    builder: _Builder | None = None
+    loader: yaml.SafeLoader | None = None
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise ConfigError([Problem("the config file is empty", file=file, line=1, column=1)])
+        loader = _Loader(text)
         builder = _Builder(loader, source)
-        data = builder.build(node, ())
+        try:
+            data = builder.stream()
+        except _NeedsNodes:
+            loader.dispose()
+            source = SourceMap(file)
+            loader = _Loader(text)
+            node = loader.get_single_node()
+            data = _EMPTY if node is None else None
+            builder = _Builder(loader, source)
+            if node is not None:
+                data = builder.build(node, ())
+        if data is _EMPTY:
+            raise ConfigError([Problem("the config file is empty", file=file, line=1, column=1)])
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(part for part in (exc.context, exc.problem) if part)
+        if mark is not None and text[mark.index : mark.index + 1] == "\t":
+            reason += " ('\\t': YAML indents with spaces, not tabs)"
         raise ConfigError(
             [
                 Problem(
@@ -127,10 +342,35 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
                 )
             ]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(
+            [
+                Problem(
+                    f"YAML error: character #x{int(exc.character):04x} is not allowed",
+                    file=file,
+                    line=line,
+                    column=column,
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(f"YAML error: {exc}", file=file)]) from None
+    except _TooBig as exc:
+        raise ConfigError([exc.args[0]]) from None
+    except RecursionError:
+        raise ConfigError(
+            [Problem(f"YAML error: nested more than {MAX_DEPTH} levels deep", file=file)]
+        ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if builder.problems:
-        raise ConfigError(builder.problems)
+        raise ConfigError([*builder.problems, *builder.duplicates])
+    if duplicates is None:
+        if builder.duplicates:
+            raise ConfigError(builder.duplicates)
+    else:
+        duplicates.extend(builder.duplicates)
     return data, source

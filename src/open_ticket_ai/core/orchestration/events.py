@@ -40,11 +40,14 @@ def emit(
     level: int,
     event: str,
     message: str,
-    *,
+    *args: object,
     exc: BaseException | None = None,
     **fields: Any,
 ) -> None:
-    """Log one event; costs one level check when the level is disabled."""
+    """Log one event. ``message`` is a %-format of ``args``, formatted only when the record
+    is written: a disabled level costs one check."""
     if logger.isEnabledFor(level):
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
-        logger.log(level, message, exc_info=exc_info, extra={"event": event, "fields": fields})
+        logger.log(
+            level, message, *args, exc_info=exc_info, extra={"event": event, "fields": fields}
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -11,11 +10,12 @@ from typing import Any
 
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.factory import CompiledConfig
+from open_ticket_ai.core.memory import freeze_long_lived
 from open_ticket_ai.core.orchestration import events
 from open_ticket_ai.core.orchestration.scheduled_runner import PipeRunner
 from open_ticket_ai.core.orchestration.trigger import TimeTrigger, Trigger
 from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import TriggerRef
+from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.errors import ComponentError
 
@@ -91,7 +91,11 @@ class Orchestrator:
         async with self._services_open():
             task = runner.fire(TriggerRef("once"))
             assert task is not None
-            return await task
+            await self._until_stopped_or_done([task])
+            await self._shutdown()
+        if task.cancelled():
+            return PipeResult.failure("cancelled at shutdown")
+        return task.result()
 
     async def run(self) -> int:
         """Run until stopped (or, when every runner is one-time, until they finish).
@@ -100,8 +104,7 @@ class Orchestrator:
         async with self._services_open():
             # Everything built so far lives as long as the process: move it out of the
             # collector's sight, so a full collection never pauses the loop to scan it.
-            gc.collect()
-            gc.freeze()
+            freeze_long_lived()
             loop = asyncio.get_running_loop()
             self.started_at = loop.time()
             self._firing = True
@@ -219,6 +222,8 @@ class Orchestrator:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        for runner in self.runners.values():
+            runner.accepting = False
         running = {r.task: r for r in self.runners.values() if r.task is not None}
         if running and not self._force.is_set():
             events.emit(
@@ -246,6 +251,14 @@ class Orchestrator:
                 task.cancel()
             _, stuck = await asyncio.wait(left, timeout=self.cancel_timeout)
             self.stubborn = [left[task].id for task in stuck]
+            if worker_threads.busy:
+                events.emit(
+                    logging.WARNING,
+                    events.ORCHESTRATOR_STOPPING,
+                    "%d sync pipes are still running in worker threads; they are abandoned",
+                    worker_threads.busy,
+                    abandoned_threads=worker_threads.busy,
+                )
             if self.stubborn:
                 events.emit(
                     logging.ERROR,

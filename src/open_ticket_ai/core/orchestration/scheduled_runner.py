@@ -62,6 +62,9 @@ class PipeRunner:
         self._env = env
         self._slots = slots
         self._task: asyncio.Task[PipeResult] | None = None
+        self._task_name = f"otai-run:{self.id}"
+        self.accepting = True
+        """False once shutdown began: a fire still waiting for a slot then does not run."""
         self._started_at = 0.0
         self._current_trigger: str | None = None
 
@@ -81,8 +84,11 @@ class PipeRunner:
             events.emit(
                 logging.INFO,
                 events.RUN_SKIPPED,
-                f"runner {self.id!r}: fire of {trigger or 'start'!s} skipped, the previous run "
-                f"({self._current_trigger or 'start'}) has been running for {elapsed:.3f}s",
+                "runner %r: fire of %s skipped, the previous run (%s) has been running for %.3fs",
+                self.id,
+                trigger or "start",
+                self._current_trigger or "start",
+                elapsed,
                 runner=self.id,
                 trigger=trigger,
                 running_ms=round(elapsed * 1000, 3),
@@ -90,9 +96,8 @@ class PipeRunner:
             return None
         self._started_at = time.monotonic()
         self._current_trigger = trigger
-        task = asyncio.get_running_loop().create_task(
-            self._execute(trigger), name=f"otai-run:{self.id}"
-        )
+        run = self._run(trigger) if self._slots is None else self._run_in_slot(trigger)
+        task = asyncio.get_running_loop().create_task(run, name=self._task_name)
         self._task = task
         task.add_done_callback(self._finished)
         return task
@@ -104,22 +109,40 @@ class PipeRunner:
             return
         task.exception()  # _execute never raises; consume to keep asyncio quiet regardless
 
-    async def _execute(self, trigger: TriggerRef | None) -> PipeResult:
-        if self._slots is not None:
-            async with self._slots:
-                return await self._run(trigger)
-        return await self._run(trigger)
+    async def _run_in_slot(self, trigger: TriggerRef | None) -> PipeResult:
+        assert self._slots is not None
+        async with self._slots:
+            if not self.accepting:
+                self.stats.skips += 1
+                events.emit(
+                    logging.INFO,
+                    events.RUN_SKIPPED,
+                    "runner %r: fire of %s dropped, the orchestrator is stopping",
+                    self.id,
+                    trigger or "start",
+                    runner=self.id,
+                    trigger=trigger,
+                    reason="stopping",
+                )
+                return PipeResult.skip("skipped: the orchestrator is stopping")
+            return await self._run(trigger)
 
     async def _run(self, trigger: TriggerRef | None) -> PipeResult:
         self.stats.runs += 1
         started = time.monotonic()
-        events.emit(
-            logging.INFO,
-            events.RUN_STARTED,
-            f"runner {self.id!r} started (trigger {trigger or 'start'!s})",
-            runner=self.id,
-            trigger=trigger,
-        )
+        # One level check per run: building the event fields costs more than the run itself
+        # of a trivial pipeline.
+        info = events.logger.isEnabledFor(logging.INFO)
+        if info:
+            events.emit(
+                logging.INFO,
+                events.RUN_STARTED,
+                "runner %r started (trigger %s)",
+                self.id,
+                trigger or "start",
+                runner=self.id,
+                trigger=trigger,
+            )
         run = RunContext(runner=self.id, trigger=trigger, services=self._services, env=self._env)
         try:
             result = await execute_pipe(self.spec.pipeline, run)
@@ -129,7 +152,9 @@ class PipeRunner:
             events.emit(
                 logging.WARNING,
                 events.RUN_CANCELLED,
-                f"runner {self.id!r} cancelled after {elapsed:.3f}s",
+                "runner %r cancelled after %.3fs",
+                self.id,
+                elapsed,
                 runner=self.id,
                 trigger=trigger,
                 duration_ms=round(elapsed * 1000, 3),
@@ -141,30 +166,38 @@ class PipeRunner:
         self.stats.total_seconds += elapsed
         self.stats.max_seconds = max(self.stats.max_seconds, elapsed)
         self.last_result = result
+        if not result.failed:
+            if info:
+                duration_ms = round(elapsed * 1000, 3)
+                events.emit(
+                    logging.INFO,
+                    events.RUN_FINISHED,
+                    "runner %r %s in %sms",
+                    self.id,
+                    result.status,
+                    duration_ms,
+                    runner=self.id,
+                    trigger=trigger,
+                    duration_ms=duration_ms,
+                    status=result.status,
+                )
+            return result
+        self.stats.failures += 1
         duration_ms = round(elapsed * 1000, 3)
-        if result.failed:
-            self.stats.failures += 1
-            error = _first_error(run, result)
-            events.emit(
-                logging.ERROR,
-                events.RUN_FAILED,
-                f"runner {self.id!r} failed after {duration_ms}ms: {result.message}",
-                exc=None if isinstance(error, PipeError) else error,
-                runner=self.id,
-                trigger=trigger,
-                duration_ms=duration_ms,
-                error=result.message,
-            )
-        else:
-            events.emit(
-                logging.INFO,
-                events.RUN_FINISHED,
-                f"runner {self.id!r} {result.status} in {duration_ms}ms",
-                runner=self.id,
-                trigger=trigger,
-                duration_ms=duration_ms,
-                status=result.status,
-            )
+        error = _first_error(run, result)
+        events.emit(
+            logging.ERROR,
+            events.RUN_FAILED,
+            "runner %r failed after %sms: %s",
+            self.id,
+            duration_ms,
+            result.message,
+            exc=None if isinstance(error, PipeError) else error,
+            runner=self.id,
+            trigger=trigger,
+            duration_ms=duration_ms,
+            error=result.message,
+        )
         return result
 
 

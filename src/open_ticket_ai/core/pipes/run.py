@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -70,6 +71,36 @@ class PipeSpec:
         return self.condition is not None
 
 
+class RunResults(dict[str, PipeResult]):
+    """Every step's result in one run, by id, and the template helpers that read them.
+
+    Kept apart from :class:`RunContext` so that the helpers a template context holds never
+    point back at the run: a run leaves no reference cycle for the collector to clear."""
+
+    def pipe_result(self, id: str, key: str = "value", default: Any = _MISSING) -> Any:
+        """``data[key]`` of the earlier step ``id``; ``default`` if given and absent."""
+        result = self.get(id)
+        if result is None:
+            if default is not _MISSING:
+                return default
+            ran = ", ".join(repr(k) for k in self) or "none"
+            raise TemplateError(f"no step {id!r} has run yet (steps run so far: {ran})")
+        if key not in result.data:
+            if default is not _MISSING:
+                return default
+            keys = ", ".join(repr(k) for k in result.data) or "none"
+            raise TemplateError(f"step {id!r} ({result.status}) has no {key!r} (it has: {keys})")
+        return result.data[key]
+
+    def has_failed(self, id: str) -> bool:
+        result = self.get(id)
+        return result is not None and result.failed
+
+    def has_succeeded(self, id: str) -> bool:
+        result = self.get(id)
+        return result is not None and result.succeeded
+
+
 class RunContext:
     """The state of one run of a pipeline: every step's result by id, and what templates see."""
 
@@ -84,38 +115,34 @@ class RunContext:
         self.runner = runner
         self.trigger = trigger
         self.services: Mapping[str, Service[Any]] = services or {}
-        self.results: dict[str, PipeResult] = {}
-        self.template_vars: dict[str, Any] = {
-            "pipe_result": self.pipe_result,
-            "has_failed": self.has_failed,
-            "has_succeeded": self.has_succeeded,
-            "env": dict(env or {}),
-            "runner": runner,
-            "trigger": trigger,
-        }
+        self.results = RunResults()
+        self._env: Mapping[str, str] = env if env is not None else {}
+        self._template_vars: dict[str, Any] | None = None
+
+    @property
+    def template_vars(self) -> dict[str, Any]:
+        """The names every template of this run sees (built on first use)."""
+        if self._template_vars is None:
+            results = self.results
+            self._template_vars = {
+                "pipe_result": results.pipe_result,
+                "has_failed": results.has_failed,
+                "has_succeeded": results.has_succeeded,
+                "env": self._env,
+                "runner": self.runner,
+                "trigger": self.trigger,
+            }
+        return self._template_vars
 
     def pipe_result(self, id: str, key: str = "value", default: Any = _MISSING) -> Any:
         """``data[key]`` of the earlier step ``id``; ``default`` if given and absent."""
-        result = self.results.get(id)
-        if result is None:
-            if default is not _MISSING:
-                return default
-            ran = ", ".join(repr(k) for k in self.results) or "none"
-            raise TemplateError(f"no step {id!r} has run yet (steps run so far: {ran})")
-        if key not in result.data:
-            if default is not _MISSING:
-                return default
-            keys = ", ".join(repr(k) for k in result.data) or "none"
-            raise TemplateError(f"step {id!r} ({result.status}) has no {key!r} (it has: {keys})")
-        return result.data[key]
+        return self.results.pipe_result(id, key, default)
 
     def has_failed(self, id: str) -> bool:
-        result = self.results.get(id)
-        return result is not None and result.failed
+        return self.results.has_failed(id)
 
     def has_succeeded(self, id: str) -> bool:
-        result = self.results.get(id)
-        return result is not None and result.succeeded
+        return self.results.has_succeeded(id)
 
 
 class PipeContext:
@@ -159,16 +186,42 @@ class PipeContext:
         return found
 
 
+_NO_PARENT: Mapping[str, Any] = {}
+
+
 async def execute_pipe(
     spec: PipeSpec, run: RunContext, parent: Mapping[str, Any] | None = None
 ) -> PipeResult:
     """Run one pipe by the step rules and record its result under its id."""
-    result = await _execute(spec, run, parent or {})
+    prepared = _prepare(spec, run, parent if parent is not None else _NO_PARENT)
+    if isinstance(prepared, PipeResult):
+        run.results[spec.id] = prepared
+        return prepared
+    params, raw = prepared
+    retry = spec.retry
+    attempt = 1
+    while True:
+        result, raised = await _attempt(spec, run, params, raw)
+        # Only failures are retried: a pipe that reports "skipped" has decided not to act.
+        if not result.failed or retry is None or attempt >= retry.attempts:
+            break
+        if not _should_retry(result, raised, retry):
+            break
+        await asyncio.sleep(min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay))
+        attempt += 1
+    if attempt > 1 and result.failed:
+        result = PipeResult.failure(
+            f"{result.message} (after {attempt} attempts)", result.data, result.error
+        )
     run.results[spec.id] = result
     return result
 
 
-async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
+def _prepare(
+    spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]
+) -> PipeResult | tuple[BaseModel, Mapping[str, Any]]:
+    """Apply ``depends_on`` and ``if``, render and validate params: the params to run with,
+    or the result (skipped or failed) that ends the step before it runs."""
     for needed in spec.depends_on:
         if not run.has_succeeded(needed):
             return PipeResult.skip(f"skipped: dependency {needed!r} did not succeed")
@@ -187,38 +240,18 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
             return PipeResult.skip("skipped: condition is false")
 
     if spec.static_params is not None and spec.static_raw is not None:
-        params, raw = spec.static_params, spec.static_raw
-    else:
-        if context is None:
-            context = {**run.template_vars, "parent": parent, "params": parent}
-        try:
-            raw = render_tree(spec.params_tree, context)
-            params = spec.pipe_class.Params.model_validate(raw)
-        except FailRequested as exc:
-            return PipeResult.failure(str(exc), error=exc)
-        except TemplateError as exc:
-            return PipeResult.failure(str(exc), error=exc)
-        except ValidationError as exc:
-            return PipeResult.failure(_describe_params_error(spec, exc), error=exc)
-        except Exception as exc:  # a plugin's validator may raise anything
-            return PipeResult.failure(f"{spec.path}.params: {type(exc).__name__}: {exc}", error=exc)
-
-    retry = spec.retry
-    attempt = 1
-    while True:
-        result, raised = await _attempt(spec, run, params, raw)
-        # Only failures are retried: a pipe that reports "skipped" has decided not to act.
-        if not result.failed or retry is None or attempt >= retry.attempts:
-            break
-        if not _should_retry(result, raised, retry):
-            break
-        await asyncio.sleep(min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay))
-        attempt += 1
-    if attempt > 1 and result.failed:
-        return PipeResult.failure(
-            f"{result.message} (after {attempt} attempts)", result.data, result.error
-        )
-    return result
+        return spec.static_params, spec.static_raw
+    if context is None:
+        context = {**run.template_vars, "parent": parent, "params": parent}
+    try:
+        raw = render_tree(spec.params_tree, context)
+        return spec.pipe_class.Params.model_validate(raw), raw
+    except (FailRequested, TemplateError) as exc:
+        return PipeResult.failure(str(exc), error=exc)
+    except ValidationError as exc:
+        return PipeResult.failure(_describe_params_error(spec, exc), error=exc)
+    except Exception as exc:  # a plugin's validator may raise anything
+        return PipeResult.failure(f"{spec.path}.params: {type(exc).__name__}: {exc}", error=exc)
 
 
 async def _attempt(
@@ -231,7 +264,10 @@ async def _attempt(
     try:
         pipe = spec.pipe_class(params, id=spec.id)
         if timer is None:
-            outcome = await _call(pipe, ctx)
+            if spec.pipe_class.is_async:  # the common case, without another coroutine
+                outcome = await pipe.process(ctx)  # type: ignore[misc]
+            else:
+                outcome = await _call(pipe, ctx)
         else:
             async with timer:
                 outcome = await _call(pipe, ctx)
@@ -251,10 +287,35 @@ async def _attempt(
     return outcome, False
 
 
+class _WorkerThreads:
+    """Counts sync ``process`` calls still running in worker threads, including those whose
+    run was cancelled: a thread cannot be stopped, and shutdown must know it is there."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = 0
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def run(self, pipe: Pipe[Any], ctx: PipeContext) -> Any:
+        with self._lock:
+            self._busy += 1
+        try:
+            return pipe.process(ctx)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+
+worker_threads = _WorkerThreads()
+
+
 async def _call(pipe: Pipe[Any], ctx: PipeContext) -> Any:
     if type(pipe).is_async:
         return await pipe.process(ctx)  # type: ignore[misc]
-    outcome = await asyncio.to_thread(pipe.process, ctx)
+    outcome = await asyncio.to_thread(worker_threads.run, pipe, ctx)
     if inspect.isawaitable(outcome):  # a decorated ``async def`` that does not look async
         outcome = await outcome
     return outcome

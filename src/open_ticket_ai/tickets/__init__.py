@@ -1,0 +1,1 @@
+"""Tickets: the unified model, the TicketSystem interface, ticket pipes and adapters."""

@@ -1,0 +1,123 @@
+"""The unified ticket model every helpdesk adapter speaks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["NewTicket", "Note", "Priority", "Ticket", "TicketChanges", "TicketSearch"]
+
+
+class Priority(IntEnum):
+    """Five levels; each adapter maps them to its system's values."""
+
+    VERY_LOW = 1
+    LOW = 2
+    NORMAL = 3
+    HIGH = 4
+    VERY_HIGH = 5
+
+    @classmethod
+    def parse(cls, value: Any) -> Priority:
+        """Accept 1-5, ``"high"``, ``"very high"``, ``"VERY_HIGH"``."""
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        if isinstance(value, str):
+            text = value.strip().replace(" ", "_").replace("-", "_").upper()
+            if text.isdigit():
+                return cls(int(text))
+            if text in cls.__members__:
+                return cls[text]
+        names = ", ".join(m.name.lower().replace("_", " ") for m in cls)
+        raise ValueError(f"unknown priority {value!r} (use 1-5 or one of: {names})")
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", " ")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _priority(value: Any) -> Any:
+    return None if value is None else Priority.parse(value)
+
+
+class Ticket(_Model):
+    """A ticket as open-ticket-ai sees it, whatever the helpdesk."""
+
+    id: str
+    subject: str = ""
+    body: str = ""
+    queue: str | None = None
+    priority: Priority | None = None
+    state: str | None = None
+    requester: str | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+    _parse_priority = field_validator("priority", mode="before")(_priority)
+
+    @property
+    def text(self) -> str:
+        """Subject and body, as classifiers read them."""
+        return f"{self.subject}\n\n{self.body}".strip()
+
+
+class NewTicket(_Model):
+    """What is needed to open a ticket."""
+
+    subject: str = Field(min_length=1)
+    body: str = ""
+    queue: str
+    priority: Priority | None = None
+    requester: str | None = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+    _parse_priority = field_validator("priority", mode="before")(_priority)
+
+
+class TicketChanges(_Model):
+    """Fields to change; None leaves a field as it is."""
+
+    queue: str | None = None
+    priority: Priority | None = None
+    state: str | None = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+    _parse_priority = field_validator("priority", mode="before")(_priority)
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.queue is None
+            and self.priority is None
+            and self.state is None
+            and not self.custom_fields
+        )
+
+
+class Note(_Model):
+    """An internal note (never visible to the customer)."""
+
+    body: str
+    subject: str = "open-ticket-ai"
+    id: str | None = None
+    created: datetime | None = None
+
+
+class TicketSearch(_Model):
+    """Search criteria; every given one must match."""
+
+    queue: str | None = None
+    state: str | None = None
+    updated_since: datetime | None = None
+    limit: int = Field(50, ge=1, le=10_000)
+    offset: int = Field(0, ge=0)
