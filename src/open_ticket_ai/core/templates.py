@@ -94,7 +94,14 @@ class TemplateEngine:
             error = TemplateError(f"template syntax error: {exc.message} in {source!r}", path)
             error.loc = loc
             raise error from None
-        return CompiledTemplate(source=source, path=path, native=native, _render=render, loc=loc)
+        calls = frozenset(
+            call.node.name
+            for call in tree.find_all(nodes.Call)
+            if isinstance(call.node, nodes.Name)
+        )
+        return CompiledTemplate(
+            source=source, path=path, native=native, _render=render, loc=loc, calls=calls
+        )
 
     def _expression_source(self, source: str) -> str:
         """The text inside the one ``{{ }}`` of a single-expression template (comments and
@@ -128,6 +135,8 @@ class CompiledTemplate:
     _render: Callable[[Mapping[str, Any]], Any]
     loc: Loc = ()
     """Where the template stands in the config; render errors carry it as their ``loc``."""
+    calls: frozenset[str] = frozenset()
+    """The names the template calls (``has_failed``, ``pipe_result``, ...)."""
 
     def render(self, context: Mapping[str, Any]) -> Any:
         """The rendered value; a failure raises TemplateError naming the template's path."""

@@ -90,3 +90,9 @@ def test_fire_times_strictly_increase_and_lie_on_the_grid(
         assert abs(start + k * interval - following) <= 1e-6 * max(1.0, abs(following))
         assert following - now <= interval * (1 + 1e-9) + 1e-6
         fire = following
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_infinite_or_nan_units_are_rejected(value: float) -> None:
+    with pytest.raises(ValidationError):
+        IntervalParams.model_validate({"milliseconds": value})

@@ -128,6 +128,19 @@ async def test_the_fallback_runs_when_its_if_asks_about_the_failure() -> None:
     assert result.message == "step 'update' failed: update said no"
 
 
+async def test_after_a_failure_an_if_that_does_not_ask_about_outcomes_is_skipped() -> None:
+    text = config(
+        act("update", "fail")
+        + act("plain_true", extra="if: true")
+        + act("unrelated_template", extra='if: "{{ 1 == 1 }}"')
+        + act("asks", extra="if: \"{{ not has_succeeded('update') }}\"")
+    )
+    _, run = await run_config(text)
+    assert ActPipe.calls == ["update", "asks"]
+    assert run.results["plain_true"].skipped
+    assert run.results["unrelated_template"].skipped
+
+
 async def test_the_fallback_is_skipped_when_nothing_failed() -> None:
     text = config(
         act("update") + act("fallback", extra="if: \"{{ has_failed('update') }}\"") + act("after")
@@ -139,7 +152,9 @@ async def test_the_fallback_is_skipped_when_nothing_failed() -> None:
 
 
 async def test_a_failing_fallback_does_not_replace_the_first_failure() -> None:
-    text = config(act("update", "fail") + act("fallback", "raise", "if: true"))
+    text = config(
+        act("update", "fail") + act("fallback", "raise", "if: \"{{ has_failed('update') }}\"")
+    )
     result, run = await run_config(text)
     assert ActPipe.calls == ["update", "fallback"]
     assert run.results["fallback"].failed

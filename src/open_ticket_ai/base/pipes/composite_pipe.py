@@ -21,15 +21,15 @@ class CompositeParams(BaseModel):
 
 class CompositePipe(Pipe[CompositeParams]):
     """Runs ``steps`` in order. The first failed step fails the composite with the step's id
-    and message; after it, only steps with an ``if:`` (a fallback asking
-    ``has_failed('step')``) are considered, the rest are skipped."""
+    and message; after it, only steps whose ``if:`` asks about outcomes (a fallback calling
+    ``has_failed('step')`` or ``has_succeeded``) are considered; the rest are skipped."""
 
     accepts_steps: ClassVar[bool] = True
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         failed: tuple[str, str] | None = None
         for step in ctx.steps:
-            if failed is not None and not step.has_condition:
+            if failed is not None and not step.asks_about_outcomes:
                 ctx.skip_step(step, f"skipped: step {failed[0]!r} failed")
                 continue
             result = await ctx.run_step(step)

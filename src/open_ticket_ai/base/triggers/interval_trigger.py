@@ -24,12 +24,12 @@ _UNIT_SECONDS = {
 class IntervalParams(ParamsModel):
     """``milliseconds``/``seconds``/``minutes``/``hours``/``days`` (summed), or ``interval``."""
 
-    milliseconds: float | None = Field(default=None, gt=0)
-    seconds: float | None = Field(default=None, gt=0)
-    minutes: float | None = Field(default=None, gt=0)
-    hours: float | None = Field(default=None, gt=0)
-    days: float | None = Field(default=None, gt=0)
-    interval: Duration | None = Field(default=None, gt=0)
+    milliseconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    minutes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    hours: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    days: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    interval: Duration | None = Field(default=None, gt=0, allow_inf_nan=False)
     run_on_start: bool = False
     offset: Duration = Field(default=0.0, ge=0)
     """Shifts the grid: fires at ``start + offset + k * interval``."""

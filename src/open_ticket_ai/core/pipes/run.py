@@ -70,6 +70,13 @@ class PipeSpec:
     def has_condition(self) -> bool:
         return self.condition is not None
 
+    @property
+    def asks_about_outcomes(self) -> bool:
+        """True when ``if:`` calls ``has_failed`` or ``has_succeeded``: a fallback step."""
+        return isinstance(self.condition, CompiledTemplate) and not self.condition.calls.isdisjoint(
+            ("has_failed", "has_succeeded")
+        )
+
 
 class RunResults(dict[str, PipeResult]):
     """Every step's result in one run, by id, and the template helpers that read them.
