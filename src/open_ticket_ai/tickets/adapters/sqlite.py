@@ -1,0 +1,247 @@
+"""SqliteTicketSystem: an embedded helpdesk in one SQLite file, for demos and trials."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field
+
+from open_ticket_ai.core.component import ParamsModel
+from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
+from open_ticket_ai.tickets.models import (
+    NewTicket,
+    Note,
+    Priority,
+    Ticket,
+    TicketChanges,
+    TicketSearch,
+)
+from open_ticket_ai.tickets.system import TicketSystem
+
+__all__ = ["SqliteParams", "SqliteTicketSystem"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL DEFAULT '',
+    queue TEXT NOT NULL,
+    priority INTEGER,
+    state TEXT NOT NULL DEFAULT 'new',
+    requester TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    custom_fields TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS tickets_queue_updated ON tickets (queue, updated, id);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notes_ticket ON notes (ticket_id, id);
+"""
+
+
+class SqliteParams(ParamsModel):
+    path: str = Field("otai-helpdesk.sqlite", min_length=1)
+    """The database file; created with its tables when missing."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _ticket(row: sqlite3.Row) -> Ticket:
+    return Ticket(
+        id=str(row["id"]),
+        subject=row["subject"],
+        body=row["body"],
+        queue=row["queue"],
+        priority=row["priority"],
+        state=row["state"],
+        requester=row["requester"],
+        created=datetime.fromisoformat(row["created"]),
+        updated=datetime.fromisoformat(row["updated"]),
+        custom_fields=json.loads(row["custom_fields"]),
+    )
+
+
+def _ticket_key(ticket_id: str) -> int:
+    try:
+        return int(ticket_id)
+    except (TypeError, ValueError):
+        raise TicketNotFoundError(f"sqlite: no ticket {ticket_id!r} (ids are numbers)") from None
+
+
+class SqliteTicketSystem(TicketSystem[SqliteParams]):
+    """Tickets and internal notes in a SQLite file. Calls run in a worker thread, one at a
+    time; the file is in WAL mode, so ``otai tickets`` can read it while the service runs."""
+
+    def __init__(self, params: SqliteParams, *, id: str = "") -> None:
+        super().__init__(params, id=id)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._connect)
+
+    def _connect(self) -> None:
+        path = Path(self.params.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise TicketSystemError(f"sqlite: cannot open {str(path)!r}: {exc}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await asyncio.to_thread(db.close)
+
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            await self.open()
+        db = self._db
+        assert db is not None
+
+        def locked() -> T:
+            with self._lock:
+                try:
+                    return work(db)
+                except sqlite3.Error as exc:
+                    raise TicketSystemError(f"sqlite {self.params.path!r}: {exc}") from exc
+
+        return await asyncio.to_thread(locked)
+
+    async def search(self, criteria: TicketSearch) -> list[Ticket]:
+        where, args = [], []
+        if criteria.queue is not None:
+            where.append("queue = ?")
+            args.append(criteria.queue)
+        if criteria.state is not None:
+            where.append("state = ?")
+            args.append(criteria.state)
+        if criteria.updated_since is not None:
+            where.append("updated >= ?")
+            args.append(criteria.updated_since.astimezone(UTC).isoformat(timespec="microseconds"))
+        sql = "SELECT * FROM tickets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated, id LIMIT ? OFFSET ?"
+        args += [criteria.limit, criteria.offset]
+        rows = await self._call(lambda db: db.execute(sql, args).fetchall())
+        return [_ticket(row) for row in rows]
+
+    async def get(self, ticket_id: str) -> Ticket:
+        key = _ticket_key(ticket_id)
+        row = await self._call(
+            lambda db: db.execute("SELECT * FROM tickets WHERE id = ?", (key,)).fetchone()
+        )
+        if row is None:
+            raise TicketNotFoundError(f"sqlite: no ticket {ticket_id!r}")
+        return _ticket(row)
+
+    async def create(self, ticket: NewTicket) -> Ticket:
+        now = _now()
+        priority = int(ticket.priority or Priority.NORMAL)
+
+        def insert(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO tickets (subject, body, queue, priority, requester, created, "
+                "updated, custom_fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ticket.subject,
+                    ticket.body,
+                    ticket.queue,
+                    priority,
+                    ticket.requester,
+                    now,
+                    now,
+                    json.dumps(ticket.custom_fields),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        return await self.get(str(await self._call(insert)))
+
+    async def update(self, ticket_id: str, changes: TicketChanges) -> Ticket:
+        current = await self.get(ticket_id)
+        sets: dict[str, Any] = {}
+        if changes.queue is not None:
+            sets["queue"] = changes.queue
+        if changes.priority is not None:
+            sets["priority"] = int(changes.priority)
+        if changes.state is not None:
+            sets["state"] = changes.state
+        if changes.custom_fields:
+            sets["custom_fields"] = json.dumps({**current.custom_fields, **changes.custom_fields})
+        if not sets:
+            return current
+        sets["updated"] = _now()
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        values = [*sets.values(), int(ticket_id)]
+        await self._call(
+            lambda db: db.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", values)
+        )
+        return await self.get(ticket_id)
+
+    async def add_note(self, ticket_id: str, note: Note) -> Note:
+        key = _ticket_key(ticket_id)
+        await self.get(ticket_id)
+        now = _now()
+
+        def insert(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO notes (ticket_id, subject, body, created) VALUES (?, ?, ?, ?)",
+                (key, note.subject, note.body, now),
+            )
+            db.execute("UPDATE tickets SET updated = ? WHERE id = ?", (now, key))
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        note_id = await self._call(insert)
+        return Note(
+            id=str(note_id),
+            subject=note.subject,
+            body=note.body,
+            created=datetime.fromisoformat(now),
+        )
+
+    async def notes(self, ticket_id: str) -> list[Note]:
+        key = _ticket_key(ticket_id)
+        await self.get(ticket_id)
+        rows = await self._call(
+            lambda db: db.execute(
+                "SELECT * FROM notes WHERE ticket_id = ? ORDER BY id", (key,)
+            ).fetchall()
+        )
+        return [
+            Note(
+                id=str(row["id"]),
+                subject=row["subject"],
+                body=row["body"],
+                created=datetime.fromisoformat(row["created"]),
+            )
+            for row in rows
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": self.params.path}
