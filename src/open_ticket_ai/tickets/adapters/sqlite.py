@@ -131,7 +131,8 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
         return await asyncio.to_thread(locked)
 
     async def search(self, criteria: TicketSearch) -> list[Ticket]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if criteria.queue is not None:
             where.append("queue = ?")
             args.append(criteria.queue)
