@@ -73,11 +73,11 @@ def _config(runners: int) -> str:
 
 
 async def ours(runners: int, seconds: float) -> dict[str, Any]:
-    from open_ticket_ai import build, parse_config
-    from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+    from open_ticket_ai import parse_config
+    from open_ticket_ai.core.orchestration.startup import prepare
 
-    compiled = build(parse_config(_config(runners), "bench.yml"))
-    orchestrator = Orchestrator(compiled)
+    text = _config(runners)
+    orchestrator = prepare(lambda: parse_config(text, "bench.yml"))
     LatenessPipe.interval = INTERVAL
     main = asyncio.ensure_future(orchestrator.run())
     await asyncio.sleep(0)

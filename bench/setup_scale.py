@@ -16,11 +16,11 @@ from bench.precision import INTERVAL, _config
 
 
 async def ours(runners: int) -> None:
-    from open_ticket_ai import build, parse_config
-    from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+    from open_ticket_ai import parse_config
+    from open_ticket_ai.core.orchestration.startup import prepare
 
     text = _config(runners)
-    orchestrator = Orchestrator(build(parse_config(text, "bench.yml")))
+    orchestrator = prepare(lambda: parse_config(text, "bench.yml"))
     main = asyncio.ensure_future(orchestrator.run())
     await asyncio.sleep(0)  # runs until every trigger is armed and `ready` is logged
     orchestrator.request_stop()

@@ -18,6 +18,7 @@ from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
 from open_ticket_ai.core.durations import parse_duration
 from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+from open_ticket_ai.core.orchestration.startup import prepare
 from open_ticket_ai.core.pipes.run import worker_threads
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.log_format import configure_logging
@@ -120,8 +121,11 @@ def run(
 ) -> None:
     """Run the runners of CONFIG until SIGINT/SIGTERM (or until one-time runners finish)."""
     configure_logging(log_level, log_format)
-    compiled = _build(config)
-    orchestrator = Orchestrator(compiled, shutdown_timeout=shutdown_timeout)
+    try:
+        orchestrator = prepare(lambda: load_config(config), shutdown_timeout=shutdown_timeout)
+    except OpenTicketAIError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
     try:
         code = asyncio.run(_serve(orchestrator, once))
     except OpenTicketAIError as exc:

@@ -205,19 +205,18 @@ class RenderableFactory:
     def _check_dependencies(
         self, root: PipeConfig, root_path: ConfigPath, ids: dict[str, ConfigPath]
     ) -> None:
+        # Plain loops and module functions, no recursive closures: those would leave a
+        # reference cycle per runner for the collector.
+        order = list(_walk(root, root_path))
+        if not any(config.depends_on for config, _ in order):
+            return
         graph: dict[str, list[str]] = {}
-
-        def edges(config: PipeConfig) -> None:
+        for config, _ in order:
             graph.setdefault(config.id, []).extend(d for d in config.depends_on if d in ids)
-            for step in config.steps:
-                edges(step)
-
-        edges(root)
         in_cycle = _cycles(graph)
         reported_cycles: set[frozenset[str]] = set()
-        finished: set[str] = set()
-
-        def walk(config: PipeConfig, path: ConfigPath) -> None:
+        finished = _finished_before(root)
+        for config, path in order:
             for index, dep in enumerate(config.depends_on):
                 where = (*path, "depends_on", index)
                 cycle = in_cycle.get((config.id, dep))
@@ -227,17 +226,12 @@ class RenderableFactory:
                     if frozenset(cycle) not in reported_cycles:
                         reported_cycles.add(frozenset(cycle))
                         self._problem(f"dependency cycle: {' -> '.join(cycle)}", where)
-                elif dep not in finished:
+                elif dep not in finished[id(config)]:
                     self._problem(
                         f"depends_on names step {dep!r}, which has not run yet at this point; "
                         "a step can only depend on steps that finish before it starts",
                         where,
                     )
-            for i, step in enumerate(config.steps):
-                walk(step, (*path, "steps", i))
-            finished.add(config.id)
-
-        walk(root, root_path)
 
     def _compile_pipe(self, config: PipeConfig, path: ConfigPath) -> PipeSpec | None:
         pipe_class = self._resolve(config.use, Pipe, (*path, "use"))
@@ -371,26 +365,62 @@ def _holds_template(value: Any) -> bool:
     return is_template(value)
 
 
+def _walk(root: PipeConfig, root_path: ConfigPath) -> list[tuple[PipeConfig, ConfigPath]]:
+    """Every pipe of a pipeline with its path, in document order."""
+    out: list[tuple[PipeConfig, ConfigPath]] = []
+    stack = [(root, root_path)]
+    while stack:
+        config, path = stack.pop()
+        out.append((config, path))
+        stack.extend(
+            (step, (*path, "steps", i)) for i, step in reversed(list(enumerate(config.steps)))
+        )
+    return out
+
+
+def _finished_before(root: PipeConfig) -> dict[int, frozenset[str]]:
+    """For each pipe (by object id): the ids of the steps that have finished when it starts.
+
+    A composite finishes after its steps, so a step sees its earlier siblings, their nested
+    steps, and whatever finished before its enclosing composites started."""
+    seen: dict[int, frozenset[str]] = {}
+    finished: list[str] = []
+    # (config, entering?) pairs: entering records what has finished; leaving marks it done.
+    stack: list[tuple[PipeConfig, bool]] = [(root, True)]
+    while stack:
+        config, entering = stack.pop()
+        if entering:
+            seen[id(config)] = frozenset(finished)
+            stack.append((config, False))
+            stack.extend((step, True) for step in reversed(config.steps))
+        else:
+            finished.append(config.id)
+    return seen
+
+
 def _cycles(graph: dict[str, list[str]]) -> dict[tuple[str, str], list[str]]:
     """Each edge that lies on a cycle -> that cycle as a path (``a -> b -> a``)."""
     found: dict[tuple[str, str], list[str]] = {}
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, []):
+    for start in graph:
+        if start in state:
+            continue
+        # Iterative depth-first search; `path` is the current chain of open nodes.
+        path: list[str] = [start]
+        state[start] = 1
+        pending: list[list[str]] = [list(graph.get(start, []))]
+        while pending:
+            if not pending[-1]:
+                state[path.pop()] = 2
+                pending.pop()
+                continue
+            nxt = pending[-1].pop(0)
             if state.get(nxt) == 1:
-                cycle = [*stack[stack.index(nxt) :], nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 for a, b in itertools.pairwise(cycle):
                     found.setdefault((a, b), cycle)
             elif nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node)
+                state[nxt] = 1
+                path.append(nxt)
+                pending.append(list(graph.get(nxt, [])))
     return found

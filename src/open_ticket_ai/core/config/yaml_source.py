@@ -110,6 +110,8 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
+_TAGS: dict[tuple[str, tuple[bool, bool]], str] = {}
+"""Implicit tags of plain scalars by (text, implicit): a config repeats them thousands of times."""
 _EMPTY: Any = object()
 # What PyYAML's constructors raise for a scalar they cannot read (`2020-13-01`, `!!int x`).
 _SCALAR_ERRORS = (ValueError, OverflowError, ArithmeticError, TypeError)
@@ -189,38 +191,56 @@ class _Builder:
         return data
 
     def _from_event(self, event: Any, path: ConfigPath) -> Any:
-        self.source.values[path] = _position(event.start_mark)
+        # The hot loop of loading a large config: plain type checks, locals, no recursion
+        # for scalar values.
+        mark: Any = event.start_mark
+        self.source.values[path] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
         if len(path) > MAX_DEPTH:
             raise _NeedsNodes
-        loader: Any = self.loader  # untyped in PyYAML's stubs
-        get = loader.get_event
-        if isinstance(event, yaml.ScalarEvent):
-            scalar: Any = event
-            tag = scalar.tag
-            if tag is None or tag == "!":
-                tag = loader.resolve(yaml.ScalarNode, scalar.value, scalar.implicit)
-            if tag == _STR_TAG:
-                return scalar.value
-            node: Any = yaml.ScalarNode
-            built = node(tag, scalar.value, scalar.start_mark, scalar.end_mark, scalar.style)
-            return self._construct(built, path)
-        if isinstance(event, yaml.SequenceStartEvent):
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            return self._scalar(event, path)
+        get: Any = self.loader.get_event  # untyped in PyYAML's stubs
+        if kind is yaml.SequenceStartEvent:
             items: list[Any] = []
-            while not isinstance(item := get(), yaml.SequenceEndEvent):
+            while type(item := get()) is not yaml.SequenceEndEvent:
                 items.append(self._from_event(item, (*path, len(items))))
             return items
-        if isinstance(event, yaml.MappingStartEvent):
-            result: dict[str, Any] = {}
-            while not isinstance(key := get(), yaml.MappingEndEvent):
-                if not isinstance(key, yaml.ScalarEvent) or key.value in result:
-                    raise _NeedsNodes
-                if key.value == "<<" and key.implicit[0]:
-                    raise _NeedsNodes
-                child = (*path, key.value)
-                self.source.keys[child] = _position(key.start_mark)
-                result[key.value] = self._from_event(get(), child)
-            return result
-        raise _NeedsNodes  # an alias
+        if kind is not yaml.MappingStartEvent:
+            raise _NeedsNodes  # an alias
+        values, keys = self.source.values, self.source.keys
+        result: dict[str, Any] = {}
+        while type(key := get()) is not yaml.MappingEndEvent:
+            name = key.value if type(key) is yaml.ScalarEvent else None
+            if name is None or name in result or (name == "<<" and key.implicit[0]):
+                raise _NeedsNodes
+            child = (*path, name)
+            mark = key.start_mark
+            keys[child] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+            value: Any = get()
+            if type(value) is yaml.ScalarEvent:
+                mark = value.start_mark
+                values[child] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+                result[name] = self._scalar(value, child)
+            else:
+                result[name] = self._from_event(value, child)
+        return result
+
+    def _scalar(self, event: Any, path: ConfigPath) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            implicit = event.implicit
+            tag = _TAGS.get((event.value, implicit))
+            if tag is None:
+                tag = self.loader.resolve(yaml.ScalarNode, event.value, implicit)  # type: ignore[no-untyped-call]
+                if len(_TAGS) < 100_000:
+                    _TAGS[(event.value, implicit)] = tag
+        if tag == _STR_TAG:
+            return event.value
+        node: Any = yaml.ScalarNode
+        return self._construct(
+            node(tag, event.value, event.start_mark, event.end_mark, event.style), path
+        )
 
     def _construct(self, node: yaml.Node, path: ConfigPath) -> Any:
         try:
