@@ -7,7 +7,6 @@ duplicate ids, `depends_on` and its cycles, shared trigger ids.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from open_ticket_ai.core.component import Component
 from open_ticket_ai.core.config.loader import LoadedConfig
 from open_ticket_ai.core.config.models import PipeConfig, TriggerDefinition
+from open_ticket_ai.core.config.pipeline_graph import cycles, finished_before, walk
 from open_ticket_ai.core.config.validation import issues_of, keys_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, format_path
 from open_ticket_ai.core.memory import paused_gc
@@ -207,15 +207,15 @@ class RenderableFactory:
     ) -> None:
         # Plain loops and module functions, no recursive closures: those would leave a
         # reference cycle per runner for the collector.
-        order = list(_walk(root, root_path))
+        order = walk(root, root_path)
         if not any(config.depends_on for config, _ in order):
             return
         graph: dict[str, list[str]] = {}
         for config, _ in order:
             graph.setdefault(config.id, []).extend(d for d in config.depends_on if d in ids)
-        in_cycle = _cycles(graph)
+        in_cycle = cycles(graph)
         reported_cycles: set[frozenset[str]] = set()
-        finished = _finished_before(root)
+        finished = finished_before(root)
         for config, path in order:
             for index, dep in enumerate(config.depends_on):
                 where = (*path, "depends_on", index)
@@ -363,64 +363,3 @@ def _holds_template(value: Any) -> bool:
     if isinstance(value, list):
         return any(_holds_template(v) for v in value)
     return is_template(value)
-
-
-def _walk(root: PipeConfig, root_path: ConfigPath) -> list[tuple[PipeConfig, ConfigPath]]:
-    """Every pipe of a pipeline with its path, in document order."""
-    out: list[tuple[PipeConfig, ConfigPath]] = []
-    stack = [(root, root_path)]
-    while stack:
-        config, path = stack.pop()
-        out.append((config, path))
-        stack.extend(
-            (step, (*path, "steps", i)) for i, step in reversed(list(enumerate(config.steps)))
-        )
-    return out
-
-
-def _finished_before(root: PipeConfig) -> dict[int, frozenset[str]]:
-    """For each pipe (by object id): the ids of the steps that have finished when it starts.
-
-    A composite finishes after its steps, so a step sees its earlier siblings, their nested
-    steps, and whatever finished before its enclosing composites started."""
-    seen: dict[int, frozenset[str]] = {}
-    finished: list[str] = []
-    # (config, entering?) pairs: entering records what has finished; leaving marks it done.
-    stack: list[tuple[PipeConfig, bool]] = [(root, True)]
-    while stack:
-        config, entering = stack.pop()
-        if entering:
-            seen[id(config)] = frozenset(finished)
-            stack.append((config, False))
-            stack.extend((step, True) for step in reversed(config.steps))
-        else:
-            finished.append(config.id)
-    return seen
-
-
-def _cycles(graph: dict[str, list[str]]) -> dict[tuple[str, str], list[str]]:
-    """Each edge that lies on a cycle -> that cycle as a path (``a -> b -> a``)."""
-    found: dict[tuple[str, str], list[str]] = {}
-    state: dict[str, int] = {}
-    for start in graph:
-        if start in state:
-            continue
-        # Iterative depth-first search; `path` is the current chain of open nodes.
-        path: list[str] = [start]
-        state[start] = 1
-        pending: list[list[str]] = [list(graph.get(start, []))]
-        while pending:
-            if not pending[-1]:
-                state[path.pop()] = 2
-                pending.pop()
-                continue
-            nxt = pending[-1].pop(0)
-            if state.get(nxt) == 1:
-                cycle = [*path[path.index(nxt) :], nxt]
-                for a, b in itertools.pairwise(cycle):
-                    found.setdefault((a, b), cycle)
-            elif nxt not in state:
-                state[nxt] = 1
-                path.append(nxt)
-                pending.append(list(graph.get(nxt, [])))
-    return found

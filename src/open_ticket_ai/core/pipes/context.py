@@ -1,0 +1,103 @@
+"""The state of one run: results by id, the trigger that fired it, what templates see."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.services import Service
+from open_ticket_ai.errors import TemplateError
+
+__all__ = ["RunContext", "RunResults", "TriggerRef"]
+
+_MISSING: Any = object()
+
+
+class TriggerRef(str):
+    """The id of the trigger that fired a run (a string), with its event ``payload``."""
+
+    payload: Any
+
+    def __new__(cls, id: str, payload: Any = None) -> TriggerRef:
+        ref = super().__new__(cls, id)
+        ref.payload = payload
+        return ref
+
+    @property
+    def id(self) -> str:
+        return str(self)
+
+
+class RunResults(dict[str, PipeResult]):
+    """Every step's result in one run, by id, and the template helpers that read them.
+
+    Kept apart from :class:`RunContext` so that the helpers a template context holds never
+    point back at the run: a run leaves no reference cycle for the collector to clear."""
+
+    def pipe_result(self, id: str, key: str = "value", default: Any = _MISSING) -> Any:
+        """``data[key]`` of the earlier step ``id``; ``default`` if given and absent."""
+        result = self.get(id)
+        if result is None:
+            if default is not _MISSING:
+                return default
+            ran = ", ".join(repr(k) for k in self) or "none"
+            raise TemplateError(f"no step {id!r} has run yet (steps run so far: {ran})")
+        if key not in result.data:
+            if default is not _MISSING:
+                return default
+            keys = ", ".join(repr(k) for k in result.data) or "none"
+            raise TemplateError(f"step {id!r} ({result.status}) has no {key!r} (it has: {keys})")
+        return result.data[key]
+
+    def has_failed(self, id: str) -> bool:
+        result = self.get(id)
+        return result is not None and result.failed
+
+    def has_succeeded(self, id: str) -> bool:
+        result = self.get(id)
+        return result is not None and result.succeeded
+
+
+class RunContext:
+    """The state of one run of a pipeline: every step's result by id, and what templates see."""
+
+    def __init__(
+        self,
+        *,
+        runner: str | None = None,
+        trigger: TriggerRef | None = None,
+        services: Mapping[str, Service[Any]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.trigger = trigger
+        self.services: Mapping[str, Service[Any]] = services or {}
+        self.results = RunResults()
+        self._env: Mapping[str, str] = env if env is not None else {}
+        self._template_vars: dict[str, Any] | None = None
+
+    @property
+    def template_vars(self) -> dict[str, Any]:
+        """The names every template of this run sees (built on first use)."""
+        if self._template_vars is None:
+            results = self.results
+            self._template_vars = {
+                "pipe_result": results.pipe_result,
+                "has_failed": results.has_failed,
+                "has_succeeded": results.has_succeeded,
+                "env": self._env,
+                "runner": self.runner,
+                "trigger": self.trigger,
+            }
+        return self._template_vars
+
+    def pipe_result(self, id: str, key: str = "value", default: Any = _MISSING) -> Any:
+        """``data[key]`` of the earlier step ``id``; ``default`` if given and absent."""
+        return self.results.pipe_result(id, key, default)
+
+    def has_failed(self, id: str) -> bool:
+        return self.results.has_failed(id)
+
+    def has_succeeded(self, id: str) -> bool:
+        return self.results.has_succeeded(id)
