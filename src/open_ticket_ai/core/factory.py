@@ -25,7 +25,7 @@ from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.registry import Registry
-from open_ticket_ai.core.services import Service
+from open_ticket_ai.core.services import Service, ServiceRef
 from open_ticket_ai.core.templates import (
     CompiledTemplate,
     TemplateEngine,
@@ -92,6 +92,7 @@ class RenderableFactory:
     registry: Registry
     engine: TemplateEngine = field(default_factory=TemplateEngine)
     problems: list[Problem] = field(default_factory=list)
+    _service_ids: set[str] = field(default_factory=set)
 
     def build(self) -> CompiledConfig:
         config = self.loaded.config
@@ -105,6 +106,7 @@ class RenderableFactory:
         load_context = {"env": env}
 
         services: dict[str, Service[Any]] = {}
+        self._service_ids = {definition.id for definition in config.services}
         for definition, path in zip(config.services, self.loaded.service_paths, strict=True):
             if definition.id in services:
                 self._problem(f"duplicate service id {definition.id!r}", (*path, "id"))
@@ -252,9 +254,13 @@ class RenderableFactory:
             self._check_params(pipe_class, config.params, params_path, partial=True)
         else:
             static = self._check_params(pipe_class, config.params, params_path, partial=False)
+        self._check_service_refs(pipe_class, config.params, params_path)
         condition: CompiledTemplate | bool | int | float | str | None = config.if_
         if is_template(config.if_):
             condition, _ = self._compile(config.if_, (*path, "if"))
+        for_each: Any = config.for_each
+        if for_each is not None:
+            for_each, _ = self._compile(for_each, (*path, "for_each"))
         if any(step is None for step in steps):
             return None
         return PipeSpec(
@@ -265,6 +271,7 @@ class RenderableFactory:
             static_params=static,
             static_raw=config.params if static is not None else None,
             condition=condition,
+            for_each=for_each,
             depends_on=tuple(config.depends_on),
             retry=config.retry,
             timeout=config.timeout,
@@ -300,6 +307,19 @@ class RenderableFactory:
         except ComponentError as exc:
             self._problem(str(exc), path)
             return None
+
+    def _check_service_refs(
+        self, cls: type[Component[Any]], params: Mapping[str, Any], path: ConfigPath
+    ) -> None:
+        """Params typed ``ServiceId`` must name a declared service (templates wait)."""
+        for name, info in cls.Params.model_fields.items():
+            if not any(isinstance(meta, ServiceRef) for meta in info.metadata):
+                continue
+            key = info.alias or name
+            value = params.get(key, info.default)
+            if isinstance(value, str) and not is_template(value) and value not in self._service_ids:
+                known = ", ".join(sorted(self._service_ids)) or "none declared"
+                self._problem(f"no service {value!r} (services: {known})", (*path, key))
 
     def _check_params(
         self,

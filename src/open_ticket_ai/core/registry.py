@@ -26,6 +26,10 @@ BUILTINS: dict[str, str] = {
     "ExpressionPipe": "open_ticket_ai.base.pipes.expression_pipe:ExpressionPipe",
     "HttpRequestPipe": "open_ticket_ai.base.pipes.http_request_pipe:HttpRequestPipe",
     "IntervalTrigger": "open_ticket_ai.base.triggers.interval_trigger:IntervalTrigger",
+    "FetchTicketsPipe": "open_ticket_ai.tickets.pipes:FetchTicketsPipe",
+    "UpdateTicketPipe": "open_ticket_ai.tickets.pipes:UpdateTicketPipe",
+    "AddNotePipe": "open_ticket_ai.tickets.pipes:AddNotePipe",
+    "SqliteTicketSystem": "open_ticket_ai.tickets.adapters.sqlite:SqliteTicketSystem",
 }
 
 MODULE_ALIASES: dict[str, str] = {

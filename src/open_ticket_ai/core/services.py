@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from open_ticket_ai.core.component import Component, ParamsT
 
-__all__ = ["Service"]
+__all__ = ["Service", "ServiceId", "ServiceRef"]
 
 
 class Service(Component[ParamsT]):
@@ -27,3 +27,12 @@ class Service(Component[ParamsT]):
 
     async def close(self) -> None:
         """Release what :meth:`open` took. The default does nothing."""
+
+
+class ServiceRef:
+    """Marks a params field as naming a service: ``ticket_system: ServiceId``. The config is
+    checked at load time for a service of that id."""
+
+
+ServiceId = Annotated[str, ServiceRef()]
+"""A params field type: the id of a service declared under ``services:``."""

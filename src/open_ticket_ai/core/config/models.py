@@ -58,6 +58,8 @@ class PipeConfig(_ConfigModel):
     depends_on: list[str] = Field(default_factory=list)
     retry: RetryConfig | None = None
     timeout: Duration | None = Field(default=None, gt=0)
+    for_each: str | list[Any] | None = None
+    """A template giving a list (or a list): the pipe runs once per item, with ``item``."""
 
     _norm_depends = field_validator("depends_on", mode="before")(_one_or_many)
 

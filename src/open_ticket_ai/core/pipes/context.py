@@ -69,13 +69,29 @@ class RunContext:
         trigger: TriggerRef | None = None,
         services: Mapping[str, Service[Any]] | None = None,
         env: Mapping[str, str] | None = None,
+        results: RunResults | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.runner = runner
         self.trigger = trigger
         self.services: Mapping[str, Service[Any]] = services or {}
-        self.results = RunResults()
+        self.results = results if results is not None else RunResults()
         self._env: Mapping[str, str] = env if env is not None else {}
+        self._extra = extra
         self._template_vars: dict[str, Any] | None = None
+
+    def for_item(self, item: Any, index: int, count: int) -> RunContext:
+        """The context of one ``for_each`` iteration: it sees every result so far, and
+        ``item`` and ``loop``; the results of its steps stay in the iteration."""
+        loop = {"index": index, "first": index == 0, "last": index == count - 1, "length": count}
+        return RunContext(
+            runner=self.runner,
+            trigger=self.trigger,
+            services=self.services,
+            env=self._env,
+            results=RunResults(self.results),
+            extra={**(self._extra or {}), "item": item, "loop": loop},
+        )
 
     @property
     def template_vars(self) -> dict[str, Any]:
@@ -90,6 +106,8 @@ class RunContext:
                 "runner": self.runner,
                 "trigger": self.trigger,
             }
+            if self._extra:
+                self._template_vars.update(self._extra)
         return self._template_vars
 
     def pipe_result(self, id: str, key: str = "value", default: Any = _MISSING) -> Any:

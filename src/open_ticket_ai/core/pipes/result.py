@@ -48,5 +48,5 @@ class PipeResult:
         return cls(succeeded=False, message=message, data=dict(data or {}), error=error)
 
     @classmethod
-    def skip(cls, message: str = "") -> PipeResult:
-        return cls(succeeded=False, skipped=True, message=message)
+    def skip(cls, message: str = "", data: Mapping[str, Any] | None = None) -> PipeResult:
+        return cls(succeeded=False, skipped=True, message=message, data=dict(data or {}))

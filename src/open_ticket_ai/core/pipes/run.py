@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -59,6 +59,8 @@ class PipeSpec:
     retry: RetryConfig | None
     timeout: float | None
     steps: tuple[PipeSpec, ...]
+    for_each: Any = None
+    """None, a list, or a CompiledTemplate giving the list the pipe iterates over."""
 
     @property
     def has_condition(self) -> bool:
@@ -120,7 +122,16 @@ async def execute_pipe(
     spec: PipeSpec, run: RunContext, parent: Mapping[str, Any] | None = None
 ) -> PipeResult:
     """Run one pipe by the step rules and record its result under its id."""
-    prepared = _prepare(spec, run, parent if parent is not None else _NO_PARENT)
+    parent = parent if parent is not None else _NO_PARENT
+    if spec.for_each is not None:
+        result = await _for_each(spec, run, parent)
+        run.results[spec.id] = result
+        return result
+    return await _execute(spec, run, parent)
+
+
+async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
+    prepared = _prepare(spec, run, parent)
     if isinstance(prepared, PipeResult):
         run.results[spec.id] = prepared
         return prepared
@@ -144,14 +155,72 @@ async def execute_pipe(
     return result
 
 
+def _unmet_dependency(spec: PipeSpec, run: RunContext) -> PipeResult | None:
+    for needed in spec.depends_on:
+        if not run.has_succeeded(needed):
+            return PipeResult.skip(f"skipped: dependency {needed!r} did not succeed")
+    return None
+
+
+async def _for_each(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
+    """Run the pipe once per item; one item's failure is recorded and the others go on."""
+    unmet = _unmet_dependency(spec, run)
+    if unmet is not None:
+        return unmet
+    try:
+        if isinstance(spec.for_each, CompiledTemplate):
+            items = spec.for_each.render({**run.template_vars, "parent": parent, "params": parent})
+        else:
+            items = spec.for_each
+    except (TemplateError, FailRequested) as exc:
+        return PipeResult.failure(str(exc), error=exc)
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        return PipeResult.failure(
+            f"{spec.path}.for_each: must give a list, got {type(items).__name__}"
+        )
+    items = list(items)
+    outcomes: list[dict[str, Any]] = []
+    first_failure: tuple[int, PipeResult] | None = None
+    for index, item in enumerate(items):
+        child = run.for_item(item, index, len(items))
+        result = await _execute(spec, child, parent)
+        steps = {
+            k: v.status for k, v in child.results.items() if k not in run.results and k != spec.id
+        }
+        outcomes.append(
+            {
+                "index": index,
+                "status": result.status,
+                "message": result.message,
+                "data": dict(result.data),
+                "steps": steps,
+            }
+        )
+        if result.failed and first_failure is None:
+            first_failure = (index, result)
+    counts = {status: 0 for status in ("succeeded", "failed", "skipped")}
+    for outcome in outcomes:
+        counts[outcome["status"]] += 1
+    data = {"items": outcomes, "count": len(items), **counts}
+    if first_failure is not None:
+        index, failed = first_failure
+        return PipeResult.failure(
+            f"{counts['failed']} of {len(items)} items failed; item {index}: {failed.message}",
+            data,
+            failed.error,
+        )
+    return PipeResult.success(data)
+
+
 def _prepare(
     spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]
 ) -> PipeResult | tuple[BaseModel, Mapping[str, Any]]:
     """Apply ``depends_on`` and ``if``, render and validate params: the params to run with,
     or the result (skipped or failed) that ends the step before it runs."""
-    for needed in spec.depends_on:
-        if not run.has_succeeded(needed):
-            return PipeResult.skip(f"skipped: dependency {needed!r} did not succeed")
+    if spec.depends_on and spec.for_each is None:
+        unmet = _unmet_dependency(spec, run)
+        if unmet is not None:
+            return unmet
 
     context: dict[str, Any] | None = None
     if spec.condition is not None:

@@ -1,0 +1,156 @@
+"""Ticket pipes: fetch tickets, update them, add internal notes: each safe to run twice."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from open_ticket_ai.core.component import ParamsModel
+from open_ticket_ai.core.pipes.pipe import Pipe
+from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.pipes.run import PipeContext
+from open_ticket_ai.core.services import Service, ServiceId
+from open_ticket_ai.errors import ComponentError
+from open_ticket_ai.tickets.models import Note, Priority, Ticket, TicketChanges, TicketSearch
+from open_ticket_ai.tickets.system import TicketSystem
+
+__all__ = ["AddNotePipe", "FetchTicketsPipe", "UpdateTicketPipe", "ticket_data"]
+
+
+def ticket_data(ticket: Ticket) -> dict[str, Any]:
+    """A ticket as templates see it: JSON-like values, plus ``priority_label``."""
+    data = ticket.model_dump(mode="json")
+    data["priority_label"] = ticket.priority.label if ticket.priority is not None else None
+    return data
+
+
+def _ticket_system(ctx: PipeContext, service_id: str) -> TicketSystem[Any]:
+    found = ctx.service(service_id, Service)
+    if not isinstance(found, TicketSystem):
+        raise ComponentError(
+            f"{ctx.spec.path}: service {service_id!r} is a {type(found).__name__}, "
+            "not a ticket system"
+        )
+    return found
+
+
+def _ticket_id(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dict) and "id" in value:  # a whole ticket, e.g. `ticket_id: "{{ item }}"`
+        return str(value["id"])
+    return value
+
+
+class FetchParams(ParamsModel):
+    ticket_system: ServiceId
+    queue: str | None = None
+    state: str | None = None
+    updated_since: datetime | None = None
+    limit: int = Field(50, ge=1, le=10_000)
+    offset: int = Field(0, ge=0)
+
+
+class FetchTicketsPipe(Pipe[FetchParams]):
+    """Searches the ticket system. ``data.value`` is the list of tickets (dicts: ``id``,
+    ``subject``, ``body``, ``queue``, ``priority``, ``priority_label``, ``state``, ...),
+    ``data.count`` their number."""
+
+    async def process(self, ctx: PipeContext) -> PipeResult:
+        p = self.params
+        system = _ticket_system(ctx, p.ticket_system)
+        tickets = await system.search(
+            TicketSearch(
+                queue=p.queue,
+                state=p.state,
+                updated_since=p.updated_since,
+                limit=p.limit,
+                offset=p.offset,
+            )
+        )
+        return PipeResult.success(
+            {"value": [ticket_data(t) for t in tickets], "count": len(tickets)}
+        )
+
+
+class UpdateParams(ParamsModel):
+    ticket_system: ServiceId
+    ticket_id: str = Field(min_length=1)
+    queue: str | None = None
+    priority: Priority | None = None
+    state: str | None = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+    _id = field_validator("ticket_id", mode="before")(_ticket_id)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        return None if value is None else Priority.parse(value)
+
+
+class UpdateTicketPipe(Pipe[UpdateParams]):
+    """Sets queue, priority, state and custom fields. Only what differs from the ticket as it
+    is now is sent; when nothing differs the step is skipped ("already up to date"), so a
+    retried run never applies an update twice. ``data.value`` is the ticket as it is now
+    (also when skipped), ``data.changed`` the fields changed."""
+
+    async def process(self, ctx: PipeContext) -> PipeResult:
+        p = self.params
+        system = _ticket_system(ctx, p.ticket_system)
+        current = await system.get(p.ticket_id)
+        changes = TicketChanges(
+            queue=p.queue if p.queue is not None and p.queue != current.queue else None,
+            priority=p.priority
+            if p.priority is not None and p.priority != current.priority
+            else None,
+            state=p.state if p.state is not None and p.state != current.state else None,
+            custom_fields={
+                k: v for k, v in p.custom_fields.items() if current.custom_fields.get(k) != v
+            },
+        )
+        if changes.empty:
+            return PipeResult.skip(
+                f"ticket {p.ticket_id} is already up to date",
+                {"value": ticket_data(current), "changed": []},
+            )
+        updated = await system.update(p.ticket_id, changes)
+        changed = sorted(changes.model_dump(exclude_defaults=True))
+        return PipeResult.success({"value": ticket_data(updated), "changed": changed})
+
+
+MARKER_PREFIX = "[otai:"
+
+
+class NoteParams(ParamsModel):
+    ticket_system: ServiceId
+    ticket_id: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+    subject: str = "open-ticket-ai"
+    marker: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """Identifies this note: a ticket gets at most one note per marker. Default: a hash of
+    the body, so the same note is never added twice."""
+
+    _id = field_validator("ticket_id", mode="before")(_ticket_id)
+
+
+class AddNotePipe(Pipe[NoteParams]):
+    """Adds an internal note (never visible to the customer) ending in a marker line
+    ``[otai:MARKER]``. A ticket that already has a note with the marker is skipped, so a
+    retried run never adds a second note. ``data.value`` is the note's id."""
+
+    async def process(self, ctx: PipeContext) -> PipeResult:
+        p = self.params
+        system = _ticket_system(ctx, p.ticket_system)
+        marker = p.marker or "note-" + hashlib.sha256(p.body.encode()).hexdigest()[:12]
+        tag = f"{MARKER_PREFIX}{marker}]"
+        for note in await system.notes(p.ticket_id):
+            if tag in note.body:
+                return PipeResult.skip(f"ticket {p.ticket_id} already has note {marker!r}")
+        added = await system.add_note(
+            p.ticket_id, Note(subject=p.subject, body=f"{p.body}\n\n{tag}")
+        )
+        return PipeResult.success({"value": added.id, "marker": marker})
