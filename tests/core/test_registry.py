@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from open_ticket_ai.base import CompositePipe, ExpressionPipe, HttpRequestPipe, IntervalTrigger
+from open_ticket_ai.core.component import Component
 from open_ticket_ai.core.config import parse_config
 from open_ticket_ai.core.factory import build
 from open_ticket_ai.core.orchestration.trigger import Trigger
@@ -108,12 +109,22 @@ def test_resolve_gives_the_same_class_on_the_second_call() -> None:
 
 
 def test_short_names_lists_the_built_ins() -> None:
-    assert Registry(load_entry_points=False).short_names == [
+    names = Registry(load_entry_points=False).short_names
+    assert names == sorted(names)
+    for name in (
         "CompositePipe",
         "ExpressionPipe",
         "HttpRequestPipe",
         "IntervalTrigger",
-    ]
+        "FetchTicketsPipe",
+        "UpdateTicketPipe",
+        "AddNotePipe",
+        "SqliteTicketSystem",
+    ):
+        assert name in names
+    registry = Registry(load_entry_points=False)
+    for name in names:  # every built-in short name resolves to a real class
+        assert registry.resolve(name, Component).__name__ == name
 
 
 def test_a_trigger_is_not_a_pipe() -> None:
