@@ -22,6 +22,7 @@ from open_ticket_ai.core.orchestration.startup import prepare
 from open_ticket_ai.core.pipes.run import worker_threads
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.log_format import configure_logging
+from open_ticket_ai.tickets.cli import tickets
 
 __all__ = ["main"]
 
@@ -160,6 +161,9 @@ async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+cli.add_command(tickets)
 
 
 def main() -> None:
