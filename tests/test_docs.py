@@ -42,12 +42,23 @@ def test_doc_config_validates(
     assert compiled.runners
 
 
-def test_readme_plugin_example_is_the_shipped_file() -> None:
+@pytest.mark.parametrize("name", ["greeting.py", "wall_clock.py"])
+def test_readme_plugin_examples_are_the_shipped_files(name: str) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    plugin = (ROOT / "examples" / "plugins" / "greeting.py").read_text(encoding="utf-8")
-    block = re.search(r"```python\n(.*?)```", readme, re.DOTALL)
-    assert block is not None
-    assert block.group(1).strip() in plugin
+    plugin = (ROOT / "examples" / "plugins" / name).read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert any(block.strip() in plugin for block in blocks)
+
+
+def test_readme_trigger_example_fires_on_the_wall_clock_grid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    config = next(text for _, _, text in BLOCKS if "WallClockTrigger" in text)
+    compiled = build(parse_config(config))
+    trigger = compiled.triggers["every_30s"]
+    assert trigger.next_fire_after(1000.0, 0.0) == 1020.0  # type: ignore[attr-defined]
+    assert trigger.next_fire_after(1020.0, 0.0) == 1050.0  # type: ignore[attr-defined]
 
 
 def test_readme_plugin_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
