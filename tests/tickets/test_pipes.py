@@ -190,3 +190,28 @@ def test_for_each_that_is_not_a_list_fails_with_its_path() -> None:
     result = asyncio.run(Orchestrator(build(parse_config(textwrap.dedent(text)))).run_once("r"))
     assert result.failed
     assert "for_each: must give a list, got str" in result.message
+
+
+async def test_create_ticket_from_fields_and_from_a_whole_ticket(tmp_path: Path) -> None:
+    db = tmp_path / "helpdesk.sqlite"
+    steps = """
+    - id: one
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, subject: Fields, queue: Incoming, priority: low}
+    - id: two
+      use: CreateTicketPipe
+      params:
+        ticket_system: helpdesk
+        ticket: "{{ {'subject': 'Whole', 'queue': 'Billing', 'body': 'b'} }}"
+    - id: three
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, body: "no subject"}
+    """
+    result = await run(config(db, steps))
+    assert result.failed  # type: ignore[attr-defined]
+    assert "step 'three' failed: give 'ticket', or 'subject' and 'queue'" in result.message  # type: ignore[attr-defined]
+    state = await tickets(db)
+    assert sorted((q, p) for q, p, _ in state.values()) == [
+        ("Billing", Priority.NORMAL),
+        ("Incoming", Priority.LOW),
+    ]

@@ -29,6 +29,7 @@ BUILTINS: dict[str, str] = {
     "FetchTicketsPipe": "open_ticket_ai.tickets.pipes:FetchTicketsPipe",
     "UpdateTicketPipe": "open_ticket_ai.tickets.pipes:UpdateTicketPipe",
     "AddNotePipe": "open_ticket_ai.tickets.pipes:AddNotePipe",
+    "CreateTicketPipe": "open_ticket_ai.tickets.pipes:CreateTicketPipe",
     "SqliteTicketSystem": "open_ticket_ai.tickets.adapters.sqlite:SqliteTicketSystem",
 }
 

@@ -14,10 +14,23 @@ from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import PipeContext
 from open_ticket_ai.core.services import Service, ServiceId
 from open_ticket_ai.errors import ComponentError
-from open_ticket_ai.tickets.models import Note, Priority, Ticket, TicketChanges, TicketSearch
+from open_ticket_ai.tickets.models import (
+    NewTicket,
+    Note,
+    Priority,
+    Ticket,
+    TicketChanges,
+    TicketSearch,
+)
 from open_ticket_ai.tickets.system import TicketSystem
 
-__all__ = ["AddNotePipe", "FetchTicketsPipe", "UpdateTicketPipe", "ticket_data"]
+__all__ = [
+    "AddNotePipe",
+    "CreateTicketPipe",
+    "FetchTicketsPipe",
+    "UpdateTicketPipe",
+    "ticket_data",
+]
 
 
 def ticket_data(ticket: Ticket) -> dict[str, Any]:
@@ -154,3 +167,41 @@ class AddNotePipe(Pipe[NoteParams]):
             p.ticket_id, Note(subject=p.subject, body=f"{p.body}\n\n{tag}")
         )
         return PipeResult.success({"value": added.id, "marker": marker})
+
+
+class CreateParams(ParamsModel):
+    ticket_system: ServiceId
+    ticket: NewTicket | None = None
+    """A whole ticket (e.g. ``"{{ pipe_result('sample') }}"``), or the fields below."""
+    subject: str | None = None
+    body: str = ""
+    queue: str | None = None
+    priority: Priority | None = None
+    requester: str | None = None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        return None if value is None else Priority.parse(value)
+
+
+class CreateTicketPipe(Pipe[CreateParams]):
+    """Opens a ticket. ``data.value`` is the new ticket."""
+
+    async def process(self, ctx: PipeContext) -> PipeResult:
+        p = self.params
+        system = _ticket_system(ctx, p.ticket_system)
+        if p.ticket is not None:
+            new = p.ticket
+        elif p.subject is None or p.queue is None:
+            return PipeResult.failure("give 'ticket', or 'subject' and 'queue'")
+        else:
+            new = NewTicket(
+                subject=p.subject,
+                body=p.body,
+                queue=p.queue,
+                priority=p.priority,
+                requester=p.requester,
+            )
+        created = await system.create(new)
+        return PipeResult.success({"value": ticket_data(created)})
