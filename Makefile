@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
+DEMO_DIR ?= var/demo
+
 run: $(STAMP)
-	$(BIN)/otai run examples/demo.yml
+	$(BIN)/otai demo setup --dir $(DEMO_DIR)
+	OTAI_DEMO_DIR=$(DEMO_DIR) $(BIN)/otai run examples/ticket-routing.yml
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from open_ticket_ai.classification.cli import train_command
 from open_ticket_ai.core.config.loader import load_config
 from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
 from open_ticket_ai.core.durations import parse_duration
@@ -20,6 +21,7 @@ from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
 from open_ticket_ai.core.orchestration.startup import prepare
 from open_ticket_ai.core.pipes.run import worker_threads
+from open_ticket_ai.demo.cli import demo
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.log_format import configure_logging
 from open_ticket_ai.tickets.cli import tickets
@@ -164,6 +166,8 @@ async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
 
 
 cli.add_command(tickets)
+cli.add_command(train_command, "train")
+cli.add_command(demo)
 
 
 def main() -> None:

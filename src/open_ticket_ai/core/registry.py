@@ -31,6 +31,10 @@ BUILTINS: dict[str, str] = {
     "AddNotePipe": "open_ticket_ai.tickets.pipes:AddNotePipe",
     "CreateTicketPipe": "open_ticket_ai.tickets.pipes:CreateTicketPipe",
     "SqliteTicketSystem": "open_ticket_ai.tickets.adapters.sqlite:SqliteTicketSystem",
+    "RequestTrackerTicketSystem": "open_ticket_ai.tickets.adapters.rt:RequestTrackerTicketSystem",
+    "ClassifyPipe": "open_ticket_ai.classification.classify_pipe:ClassifyPipe",
+    "ClassifierService": "open_ticket_ai.classification.service:ClassifierService",
+    "SampleTicketPipe": "open_ticket_ai.demo.pipes:SampleTicketPipe",
 }
 
 MODULE_ALIASES: dict[str, str] = {

@@ -51,23 +51,37 @@ def helpdesk() -> Iterator[HttpServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `make run` prepares for ticket-routing.yml: a helpdesk and trained models."""
+    directory = tmp_path_factory.mktemp("demo")
+    with OtaiProcess(
+        "demo", "setup", "--dir", str(directory), "--tickets", "150", "--incoming", "8"
+    ) as otai:
+        code = otai.wait(120)
+    assert code == 0, otai.log_text()
+    return directory
+
+
 def test_examples_exist() -> None:
     assert len(EXAMPLES) >= 2
     assert all(runner_ids(path) for path in EXAMPLES)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_validates(path: Path) -> None:
-    with OtaiProcess("validate", str(path)) as otai:
+def test_example_validates(path: Path, demo_dir: Path) -> None:
+    with OtaiProcess("validate", str(path), env={"OTAI_DEMO_DIR": str(demo_dir)}) as otai:
         code = otai.wait(30)
     assert code == 0, otai.log_text()
     assert any(": ok," in line for line in otai.stdout_lines), otai.log_text()
 
 
 @pytest.mark.parametrize(("path", "runner_id"), EXAMPLE_RUNNERS)
-def test_example_runner_runs_once(path: Path, runner_id: str, helpdesk: HttpServer) -> None:
+def test_example_runner_runs_once(
+    path: Path, runner_id: str, helpdesk: HttpServer, demo_dir: Path
+) -> None:
     expected = EXPECTED_EXIT.get((path.name, runner_id), 0)
-    env = {"OTAI_HELPDESK_URL": helpdesk.url}
+    env = {"OTAI_HELPDESK_URL": helpdesk.url, "OTAI_DEMO_DIR": str(demo_dir)}
 
     with OtaiProcess(
         "run", "--once", runner_id, str(path), "--log-format", "json", env=env, cwd=ROOT

@@ -1,0 +1,109 @@
+"""ClassifyPipe: label a text with a classifier, map the label to an output value, and fall
+back when the model is not sure."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from open_ticket_ai.classification.backends import Classifier, Prediction
+from open_ticket_ai.classification.service import ClassifierService, load_classifier
+from open_ticket_ai.core.component import ParamsModel
+from open_ticket_ai.core.pipes.pipe import Pipe
+from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.pipes.run import PipeContext
+from open_ticket_ai.errors import PipeError
+
+__all__ = ["ClassifyParams", "ClassifyPipe"]
+
+
+class ClassifyParams(ParamsModel):
+    """What to classify, with which model, and how to turn the answer into a value."""
+
+    text: str
+    """What to classify, usually a template: ``"{{ pipe_result('fetch', 'ticket').text }}"``."""
+    model: str = Field(min_length=1)
+    """The id of a ClassifierService under ``services:``, or the path of a model file
+    (``otai train``) or of a transformers model directory."""
+    threshold: float = Field(0.0, ge=0.0, le=1.0)
+    """Below this confidence the result is ``low_confidence`` and ``value`` is ``fallback``."""
+    fallback: Any = None
+    """The ``value`` when confidence is below ``threshold`` (default: none)."""
+    label_map: dict[str, Any] = Field(default_factory=dict)
+    """Label -> output value (a queue name, a priority); labels not listed are their own
+    value."""
+    top_k: int = Field(3, ge=1, le=100)
+    """How many of the best labels ``top`` lists."""
+
+
+class ClassifyPipe(Pipe[ClassifyParams]):
+    """Classifies ``text`` and succeeds with ``data``: ``label`` and ``confidence`` (the
+    model's answer), ``top`` (the ``top_k`` best as ``{label, score}``), ``value`` (the label
+    through ``label_map``, or ``fallback`` when below ``threshold``) and ``low_confidence``.
+    Inference runs in a worker thread, never on the event loop."""
+
+    def process(self, ctx: PipeContext) -> PipeResult:
+        p = self.params
+        prediction = _classifier(ctx, p.model).predict([p.text])[0]
+        return _result(p, prediction)
+
+
+def _result(p: ClassifyParams, prediction: Prediction) -> PipeResult:
+    low = prediction.confidence < p.threshold
+    value = p.fallback if low else p.label_map.get(prediction.label, prediction.label)
+    shown = f"{prediction.label!r} ({prediction.confidence:.2f})"
+    if low:
+        message = f"low confidence: {shown} is below {p.threshold:g}; using {value!r}"
+    elif value != prediction.label:
+        message = f"{shown} -> {value!r}"
+    else:
+        message = shown
+    data = {
+        "label": prediction.label,
+        "confidence": prediction.confidence,
+        "top": [{"label": label, "score": score} for label, score in prediction.top[: p.top_k]],
+        "value": value,
+        "low_confidence": low,
+    }
+    return PipeResult.success(data, message=message)
+
+
+def _classifier(ctx: PipeContext, model: str) -> Classifier:
+    if model in ctx.run.services:
+        return ctx.service(model, ClassifierService).load()
+    path = Path(model).expanduser()
+    if path.is_file() or (path.is_dir() and (path / "config.json").is_file()):
+        return _model_files.get(path)
+    services = ", ".join(sorted(ctx.run.services)) or "none"
+    raise PipeError(
+        f"{ctx.spec.path}.params.model: no service {model!r} (services: {services}) and no "
+        f"model file or transformers model directory at {str(path)!r}"
+    )
+
+
+class _ModelFiles:
+    """Classifiers named by path, loaded once and reused by every run (a pipe is built fresh
+    per run); reloaded when the file changes (a model file is replaced whole), so a retrained
+    model is picked up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict[Path, tuple[tuple[int, int, int], Classifier]] = {}
+
+    def get(self, path: Path) -> Classifier:
+        key = path.resolve()
+        stat = (key / "config.json" if key.is_dir() else key).stat()
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            found = self._loaded.get(key)
+            if found is not None and found[0] == stamp:
+                return found[1]
+            classifier = load_classifier(str(key), "transformers" if key.is_dir() else "sklearn")
+            self._loaded[key] = (stamp, classifier)
+            return classifier
+
+
+_model_files = _ModelFiles()

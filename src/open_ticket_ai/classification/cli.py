@@ -1,0 +1,193 @@
+"""``otai train``: train a classifier model file and report how well it does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from open_ticket_ai.classification.model import Metrics, SavedModel
+from open_ticket_ai.classification.training import (
+    Example,
+    examples_from_tickets,
+    read_examples,
+    train,
+    training_steps,
+)
+from open_ticket_ai.errors import OpenTicketAIError
+
+__all__ = ["format_confusion", "format_per_class", "train_command"]
+
+
+@click.command("train")
+@click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The model file to write.",
+)
+@click.option(
+    "--label",
+    help=(
+        "What to predict: a column of DATA (default 'label'); for tickets queue (default),"
+        " priority, state or a custom field."
+    ),
+)
+@click.option(
+    "--text-field",
+    "text_fields",
+    multiple=True,
+    help="DATA columns that form the text (default: text, else subject and body); repeatable.",
+)
+@click.option(
+    "--service",
+    "service_id",
+    metavar="ID",
+    help="Train on the tickets of this ticket-system service of the config.",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="The config declaring --service (default: $OTAI_CONFIG, else ./config.yml).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Use at most this many tickets from --service."
+)
+@click.option(
+    "--demo", is_flag=True, help="Train on the built-in sample tickets (English and German)."
+)
+@click.option(
+    "--folds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Cross-validation folds; 0 skips it.",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed for the folds and the model."
+)
+def train_command(
+    data: str | None,
+    output: str,
+    label: str | None,
+    text_fields: tuple[str, ...],
+    service_id: str | None,
+    config: str | None,
+    limit: int | None,
+    demo: bool,
+    folds: int,
+    seed: int,
+) -> None:
+    """Train a classifier from DATA (a .csv or .jsonl file), the tickets of a helpdesk
+    (--service), or the sample tickets (--demo); print per-class accuracy and the confusion
+    matrix, and write the model file for ClassifierService or ClassifyPipe."""
+    sources = [
+        name
+        for name, given in (("DATA", data), ("--service", service_id), ("--demo", demo))
+        if given
+    ]
+    if len(sources) != 1:
+        raise click.UsageError(
+            "give exactly one of DATA, --service or --demo"
+            + (f" (got {' and '.join(sources)})" if sources else "")
+        )
+    try:
+        examples, origin = _examples(data, label, text_fields, service_id, config, limit)
+        labels = sorted({example[1] for example in examples})
+        click.echo(f"Read {len(examples)} examples of {len(labels)} labels from {origin}")
+        started = time.perf_counter()
+        with click.progressbar(length=training_steps(folds), label="Training") as bar:
+            model = train(examples, folds=folds, seed=seed, on_step=lambda _: bar.update(1))
+        seconds = time.perf_counter() - started
+        path = model.save(output)
+    except OpenTicketAIError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _report(model, path, seconds)
+
+
+def _examples(
+    data: str | None,
+    label: str | None,
+    text_fields: tuple[str, ...],
+    service_id: str | None,
+    config: str | None,
+    limit: int | None,
+) -> tuple[list[Example], str]:
+    if data is not None:
+        found = read_examples(data, label=label or "label", text_fields=text_fields or None)
+        return found, data
+    if service_id is not None:
+        return asyncio.run(_from_service(config, service_id, label or "queue", limit)), (
+            f"service {service_id!r}"
+        )
+    from open_ticket_ai.demo import sample_tickets
+
+    field = label or "queue"
+    if field not in ("queue", "priority"):
+        raise click.UsageError("with --demo, --label is queue or priority")
+    tickets = sample_tickets()
+    pairs = [(t.text, t.queue if field == "queue" else t.priority.label) for t in tickets]
+    return pairs, "the sample tickets"
+
+
+async def _from_service(
+    config: str | None, service_id: str, label: str, limit: int | None
+) -> list[Example]:
+    from open_ticket_ai.core.config.loader import load_config
+    from open_ticket_ai.core.factory import build
+    from open_ticket_ai.tickets.system import TicketSystem
+
+    services = build(load_config(config)).services
+    system: Any = services.get(service_id)
+    if not isinstance(system, TicketSystem):
+        systems = sorted(k for k, v in services.items() if isinstance(v, TicketSystem))
+        raise click.UsageError(
+            f"no ticket-system service {service_id!r} in the config "
+            f"(ticket systems: {', '.join(systems) or 'none'})"
+        )
+    await system.open()
+    try:
+        return await examples_from_tickets(system, label=label, limit=limit)
+    finally:
+        await system.close()
+
+
+def _report(model: SavedModel, path: Path, seconds: float) -> None:
+    metrics = model.metrics
+    if metrics is not None:
+        click.echo(
+            f"\nCross-validated accuracy: {metrics.accuracy:.1%} "
+            f"({metrics.folds} folds, {metrics.samples} examples)\n"
+        )
+        click.echo(format_per_class(metrics))
+        click.echo("\nConfusion matrix (rows: true label, columns: predicted)")
+        click.echo(format_confusion(metrics))
+    click.echo(
+        f"\nSaved {path} ({len(model.labels)} labels: {', '.join(model.labels)}) in {seconds:.1f}s"
+    )
+
+
+def format_per_class(metrics: Metrics) -> str:
+    """A table of each label's examples, accuracy (recall) and precision."""
+    width = max(len("label"), *(len(c.label) for c in metrics.per_class))
+    lines = [f"{'label':<{width}}  examples  accuracy  precision"]
+    for c in metrics.per_class:
+        lines.append(f"{c.label:<{width}}  {c.support:>8}  {c.accuracy:>8.1%}  {c.precision:>9.1%}")
+    return "\n".join(lines)
+
+
+def format_confusion(metrics: Metrics) -> str:
+    """The confusion matrix with labels on both axes (long column labels are shortened)."""
+    heads = [label if len(label) <= 12 else label[:11] + "…" for label in metrics.labels]
+    numbers = [str(n) for row in metrics.confusion for n in row]
+    cell = max(len(h) for h in [*heads, *numbers])
+    first = max(len(label) for label in metrics.labels)
+    lines = [" " * first + "".join(f"  {h:>{cell}}" for h in heads)]
+    for label, row in zip(metrics.labels, metrics.confusion, strict=True):
+        lines.append(f"{label:<{first}}" + "".join(f"  {n:>{cell}}" for n in row))
+    return "\n".join(lines)

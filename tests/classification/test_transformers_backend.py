@@ -1,0 +1,143 @@
+"""The transformers backend with a tiny BERT the test builds, trains briefly and saves locally:
+nothing is downloaded. Skipped when the optional ``ml`` extra (transformers, torch) is absent."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.classification.support import config, held_out_tickets, run_config, training_tickets
+
+from open_ticket_ai.classification import ClassificationError, TransformersClassifier
+
+REASON = "the transformers backend needs the optional ml extra: pip install 'open-ticket-ai[ml]'"
+torch = pytest.importorskip("torch", reason=REASON)
+transformers = pytest.importorskip("transformers", reason=REASON)
+tokenizers = pytest.importorskip("tokenizers", reason=REASON)
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def tiny_tokenizer(texts: list[str]) -> Any:
+    """A lower-casing word-level tokenizer trained on ``texts``, wrapped for transformers."""
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(unk_token="[UNK]"))
+    tok.normalizer = tokenizers.normalizers.Sequence(
+        [tokenizers.normalizers.NFKC(), tokenizers.normalizers.Lowercase()]
+    )
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, tokenizers.trainers.WordLevelTrainer(special_tokens=SPECIALS))
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[(name, tok.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=128,
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT queue classifier, trained for a few seconds on the sample
+    tickets and saved with ``save_pretrained``."""
+    tickets = training_tickets()
+    labels = sorted({t.queue for t in tickets})
+    tokenizer = tiny_tokenizer([t.text for t in tickets])
+    torch.manual_seed(0)
+    bert = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    model = transformers.BertForSequenceClassification(bert)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    targets = torch.tensor([labels.index(t.queue) for t in tickets])
+    started = time.perf_counter()
+    model.train()
+    for _ in range(8):
+        for start in range(0, len(tickets), 32):
+            batch = [t.text for t in tickets[start : start + 32]]
+            encoded = tokenizer(batch, truncation=True, padding=True, return_tensors="pt")
+            loss = model(**encoded, labels=targets[start : start + 32]).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    print(f"tiny BERT fine-tuned on {len(tickets)} tickets in {time.perf_counter() - started:.1f}s")
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_a_local_model_directory_classifies_tickets(model_dir: Path) -> None:
+    classifier = TransformersClassifier(model_dir)
+    assert list(classifier.labels) == ["Billing", "HR", "IT Support", "Sales"]
+    held_out = held_out_tickets()
+    texts = [t.text for t in held_out]
+    predictions = classifier.predict(texts)
+    assert len(predictions) == len(held_out)
+    for prediction in predictions:
+        assert prediction.top[0] == (prediction.label, prediction.confidence)
+        assert abs(sum(score for _, score in prediction.top) - 1) < 1e-4
+    right = sum(p.label == t.queue for p, t in zip(predictions, held_out, strict=True))
+    accuracy = right / len(held_out)
+    print(f"tiny BERT queue accuracy on {len(held_out)} held-out tickets: {accuracy:.3f}")
+    assert accuracy >= 0.6  # chance is about 0.4; a few seconds of training do better
+    assert classifier.predict([]) == []
+    # batching does not change the answers
+    small_batches = TransformersClassifier(model_dir, batch_size=3).predict(texts[:7])
+    assert [p.label for p in small_batches] == [p.label for p in predictions[:7]]
+
+    started = time.perf_counter()
+    for text in texts[:50]:
+        classifier.predict([text])
+    per_ticket = (time.perf_counter() - started) / 50
+    print(f"tiny BERT latency per ticket: {per_ticket * 1000:.2f} ms")
+
+
+async def test_classify_pipe_with_a_transformers_service(model_dir: Path) -> None:
+    text = config(
+        f"""
+        - id: by_service
+          use: ClassifyPipe
+          params:
+            text: "Die Rechnung wurde doppelt abgebucht, bitte um Erstattung."
+            model: bert
+            label_map: {{Billing: Accounting}}
+        - id: by_path
+          use: ClassifyPipe
+          params: {{text: "My laptop does not start", model: "{model_dir}"}}
+        """,
+        top=f"""
+        plugins: [open_ticket_ai.classification]
+        services:
+          - id: bert
+            use: ClassifierService
+            params: {{model: "{model_dir}", max_length: 64}}
+        """,
+    )
+    result, run = await run_config(text)
+    assert result.succeeded, result.message
+    assert run.results["by_service"].data["label"] == "Billing"
+    assert run.results["by_service"].data["value"] == "Accounting"
+    assert run.results["by_path"].data["label"] in {"Billing", "HR", "IT Support", "Sales"}
+
+
+def test_a_missing_model_is_a_classification_error(tmp_path: Path) -> None:
+    with pytest.raises(ClassificationError, match="cannot load transformers model"):
+        TransformersClassifier(tmp_path).load()  # a directory with no model in it
+    offline = TransformersClassifier("no-such-org/no-such-model", local_files_only=True)
+    with pytest.raises(ClassificationError, match="no-such-org/no-such-model"):
+        offline.load()
