@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +67,9 @@ def _run(step: str, env: dict[str, str], timeout: float) -> subprocess.Completed
 
 
 @contextmanager
-def running_rt_server(state_dir: Path) -> Iterator[RtServer]:
-    """Provision and start RT with its state in ``state_dir``; stop it on leaving."""
+def running_rt_server(state_dir: Path, queues: Sequence[str] = QUEUES) -> Iterator[RtServer]:
+    """Provision and start RT with its state in ``state_dir`` and these queues; stop it on
+    leaving."""
     if shutil.which("bash") is None:
         pytest.skip("RT tests need bash to run scripts/rt5-test-server.sh")
     port = free_port()
@@ -77,7 +78,7 @@ def running_rt_server(state_dir: Path) -> Iterator[RtServer]:
         "RT_STATE_DIR": str(state_dir),
         "RT_HOST": "127.0.0.1",
         "RT_PORT": str(port),
-        "RT_QUEUES": ",".join(QUEUES),
+        "RT_QUEUES": ",".join(queues),
         "RT_CUSTOM_FIELDS": ",".join(CUSTOM_FIELDS),
         "RT_TIMEZONE": TIME_ZONE,
     }
