@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from open_ticket_ai.core.component import ParamsModel
 from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
+from open_ticket_ai.tickets.adapters.conventions import check_time_zone, parse_priority_map
 from open_ticket_ai.tickets.adapters.http import HelpdeskClient
 from open_ticket_ai.tickets.models import (
     NewTicket,
@@ -57,21 +58,9 @@ class RequestTrackerParams(ParamsModel):
     """The zone RT reads TicketSQL dates in: the API user's time zone, else RT's $Timezone
     (Debian's package sets it from /etc/timezone; RT's own default is US/Eastern)."""
 
-    @field_validator("priority_map", mode="before")
-    @classmethod
-    def _parse_priorities(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {Priority.parse(key): number for key, number in value.items()}
-        return value
+    _parse_priorities = field_validator("priority_map", mode="before")(parse_priority_map)
 
-    @field_validator("time_zone")
-    @classmethod
-    def _check_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+    _check_zone = field_validator("time_zone")(check_time_zone)
 
     @model_validator(mode="after")
     def _one_login(self) -> RequestTrackerParams:
