@@ -19,6 +19,7 @@ import time
 from typing import ClassVar
 
 from open_ticket_ai import ParamsModel, Pipe, PipeContext, PipeResult, Service, TimeTrigger
+from open_ticket_ai.core.orchestration.trigger import EventTrigger, TriggerHost
 
 
 class Journal(Service):
@@ -55,6 +56,26 @@ class WritePipe(Pipe[WriteParams]):
         return PipeResult.success({"value": self.params.text})
 
 
+class PulseParams(ParamsModel):
+    times: int
+    gap: float = 0.05
+
+
+class Pulse(EventTrigger[PulseParams]):
+    """Fires itself `times` times with a payload; records what each fire did."""
+
+    outcomes: ClassVar[list[object]] = []
+    finished: ClassVar[list[tuple[str, str]]] = []
+
+    async def serve(self, host: TriggerHost) -> None:
+        host.subscribe_run_finished(
+            lambda runner, result: Pulse.finished.append((runner, result.status))
+        )
+        for n in range(self.params.times):
+            Pulse.outcomes.append(host.fire({"n": n}))
+            await asyncio.sleep(self.params.gap)
+
+
 class EveryParams(ParamsModel):
     seconds: float
 
@@ -78,6 +99,8 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     import orchplugin  # type: ignore[import-not-found]
 
     orchplugin.Journal.log.clear()
+    orchplugin.Pulse.outcomes.clear()
+    orchplugin.Pulse.finished.clear()
     orchplugin.WritePipe.active = orchplugin.WritePipe.peak = 0
     return orchplugin
 
@@ -225,3 +248,53 @@ async def test_stop_cancels_runs_past_the_shutdown_timeout(plugin: object) -> No
     assert orch.runners["starter"].stats.cancelled == 1
     assert "close j" in plugin.Journal.log  # type: ignore[attr-defined]
     assert "started" not in plugin.Journal.log  # type: ignore[attr-defined]
+
+
+async def test_event_trigger_fires_with_a_payload_and_hears_runs_finish(plugin: object) -> None:
+    orch = orchestrator(
+        """
+        open_ticket_ai:
+          plugins: [orchplugin]
+          services: [{id: j, use: Journal}]
+          orchestrator:
+            runners:
+              - id: echo
+                on: [{id: pulse, use: Pulse, params: {times: 3}}]
+                run:
+                  id: w
+                  use: WritePipe
+                  params: {journal: j, text: "n={{ trigger.payload.n }}"}
+        """
+    )
+    main = asyncio.create_task(orch.run())
+    await asyncio.sleep(0.4)
+    orch.request_stop()
+    assert await main == 0
+    assert [x for x in plugin.Journal.log if x.startswith("n=")] == ["n=0", "n=1", "n=2"]  # type: ignore[attr-defined]
+    runs = [outcome for fired in plugin.Pulse.outcomes for outcome in fired]  # type: ignore[attr-defined]
+    assert [o.run_id for o in runs] == ["echo-1", "echo-2", "echo-3"]
+    assert plugin.Pulse.finished == [("echo", "succeeded")] * 3  # type: ignore[attr-defined]
+
+
+async def test_an_event_fire_on_a_busy_runner_is_refused_with_the_reason(plugin: object) -> None:
+    orch = orchestrator(
+        """
+        open_ticket_ai:
+          plugins: [orchplugin]
+          services: [{id: j, use: Journal}]
+          orchestrator:
+            runners:
+              - id: slow
+                on: [{id: pulse, use: Pulse, params: {times: 2, gap: 0.05}}]
+                run: {id: w, use: WritePipe, params: {journal: j, text: x, sleep: 0.3}}
+        """
+    )
+    main = asyncio.create_task(orch.run())
+    await asyncio.sleep(0.5)
+    orch.request_stop()
+    assert await main == 0
+    first, second = (fired[0] for fired in plugin.Pulse.outcomes)  # type: ignore[attr-defined]
+    assert first.started
+    assert not second.started
+    assert "busy" in (second.reason or "")
+    assert "slow-1" in (second.reason or "")

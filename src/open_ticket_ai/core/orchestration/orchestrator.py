@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from open_ticket_ai.core.durations import format_duration
@@ -13,10 +14,16 @@ from open_ticket_ai.core.factory import CompiledConfig
 from open_ticket_ai.core.memory import freeze_long_lived
 from open_ticket_ai.core.orchestration import events
 from open_ticket_ai.core.orchestration.scheduled_runner import PipeRunner
-from open_ticket_ai.core.orchestration.trigger import TimeTrigger, Trigger
+from open_ticket_ai.core.orchestration.service_lifecycle import ServicesOpen
+from open_ticket_ai.core.orchestration.trigger import (
+    CallbackHost,
+    EventTrigger,
+    FireOutcome,
+    TimeTrigger,
+    Trigger,
+)
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads
-from open_ticket_ai.core.services import Service
 from open_ticket_ai.errors import ComponentError
 
 __all__ = ["Orchestrator"]
@@ -57,9 +64,17 @@ class Orchestrator:
             else None
         )
         self.runners: dict[str, PipeRunner] = {
-            spec.id: PipeRunner(spec, services=compiled.services, env=compiled.env, slots=slots)
+            spec.id: PipeRunner(
+                spec,
+                services=compiled.services,
+                env=compiled.env,
+                slots=slots,
+                on_finished=self._run_finished,
+            )
             for spec in compiled.runners
         }
+        self._finished_subscribers: list[Callable[[str, PipeResult], None]] = []
+        self._serving: dict[str, asyncio.Task[None]] = {}
         self._listeners: dict[str, list[PipeRunner]] = {}
         for runner in self.runners.values():
             for trigger_id in runner.spec.triggers:
@@ -133,11 +148,61 @@ class Orchestrator:
 
     # -- triggers -------------------------------------------------------------------------
 
+    def fire(self, trigger_id: str, payload: Any = None) -> list[FireOutcome]:
+        """Fire every runner listing ``trigger_id`` now (event triggers call this)."""
+        ref = TriggerRef(trigger_id, payload)
+        return [self._fire_one(runner, ref) for runner in self._listeners.get(trigger_id, [])]
+
+    def fire_runner(self, runner_id: str, payload: Any = None) -> FireOutcome:
+        """Fire one runner now, as the trigger ``manual`` (``otai trigger RUNNER``)."""
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            return FireOutcome(runner_id, None, f"no runner {runner_id!r}")
+        return self._fire_one(runner, TriggerRef("manual", payload))
+
+    def _fire_one(self, runner: PipeRunner, ref: TriggerRef) -> FireOutcome:
+        if not self._firing:
+            return FireOutcome(runner.id, None, "the orchestrator is stopping")
+        if runner.running:
+            return FireOutcome(
+                runner.id,
+                None,
+                f"runner {runner.id!r} is busy: run {runner.run_id} has been running for "
+                f"{runner.running_for:.1f}s",
+            )
+        runner.fire(ref)
+        return FireOutcome(runner.id, runner.run_id)
+
+    def subscribe_run_finished(self, callback: Callable[[str, PipeResult], None]) -> None:
+        """Call ``callback(runner_id, result)`` whenever a run ends (not when cancelled)."""
+        self._finished_subscribers.append(callback)
+
+    def _run_finished(self, runner_id: str, result: PipeResult) -> None:
+        for callback in self._finished_subscribers:
+            try:
+                callback(runner_id, result)
+            except Exception as exc:  # one subscriber's bug must not touch the runner
+                events.emit(
+                    logging.ERROR,
+                    "trigger.failed",
+                    "a run-finished subscriber failed: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                    exc=exc,
+                    runner=runner_id,
+                )
+
     def _arm(self, trigger: Trigger[Any]) -> None:
+        if isinstance(trigger, EventTrigger):
+            task = asyncio.get_running_loop().create_task(
+                self._serve(trigger), name=f"otai-trigger:{trigger.id}"
+            )
+            self._serving[trigger.id] = task
+            return
         if not isinstance(trigger, TimeTrigger):
             raise ComponentError(
-                f"trigger {trigger.id!r} ({type(trigger).__name__}) is not a time trigger; "
-                "no other kind is supported by this orchestrator"
+                f"trigger {trigger.id!r} ({type(trigger).__name__}) is neither a TimeTrigger "
+                "nor an EventTrigger"
             )
         ref = TriggerRef(trigger.id)
         if trigger.clock == "wall":
@@ -202,10 +267,29 @@ class Orchestrator:
         else:
             self._timers.pop(trigger.id, None)
 
+    async def _serve(self, trigger: EventTrigger[Any]) -> None:
+        try:
+            await trigger.serve(
+                CallbackHost(partial(self.fire, trigger.id), self.subscribe_run_finished)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            events.emit(
+                logging.ERROR,
+                "trigger.failed",
+                "trigger %r stopped: %s: %s",
+                trigger.id,
+                type(exc).__name__,
+                exc,
+                exc=exc,
+                trigger=trigger.id,
+            )
+
     # -- lifecycle ------------------------------------------------------------------------
 
-    def _services_open(self) -> _ServicesOpen:
-        return _ServicesOpen(list(self.compiled.services.values()))
+    def _services_open(self) -> ServicesOpen:
+        return ServicesOpen(list(self.compiled.services.values()))
 
     async def _until_stopped_or_done(self, tasks: list[asyncio.Task[PipeResult]]) -> None:
         pending: set[asyncio.Future[Any]] = set(tasks)
@@ -222,6 +306,11 @@ class Orchestrator:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        for serving in self._serving.values():
+            serving.cancel()
+        if self._serving:
+            await asyncio.wait(self._serving.values(), timeout=self.cancel_timeout)
+            self._serving.clear()
         for runner in self.runners.values():
             runner.accepting = False
         running = {r.task: r for r in self.runners.values() if r.task is not None}
@@ -301,36 +390,3 @@ class Orchestrator:
                 max_ms=round(s.max_seconds * 1000, 3),
             )
         events.emit(logging.INFO, events.ORCHESTRATOR_STOPPED, "stopped")
-
-
-class _ServicesOpen:
-    """Opens services in order; closes the opened ones in reverse, logging close failures."""
-
-    def __init__(self, services: list[Service[Any]]) -> None:
-        self.services = services
-        self.opened: list[Service[Any]] = []
-
-    async def __aenter__(self) -> None:
-        for service in self.services:
-            try:
-                await service.open()
-            except Exception as exc:
-                await self.__aexit__(None, None, None)
-                raise ComponentError(
-                    f"service {service.id!r} failed to open: {type(exc).__name__}: {exc}"
-                ) from exc
-            self.opened.append(service)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        while self.opened:
-            service = self.opened.pop()
-            try:
-                await service.close()
-            except Exception as exc:
-                events.emit(
-                    logging.ERROR,
-                    "service.close_failed",
-                    f"service {service.id!r} failed to close: {type(exc).__name__}: {exc}",
-                    exc=exc,
-                    service=service.id,
-                )

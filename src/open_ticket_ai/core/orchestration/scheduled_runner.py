@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +53,13 @@ class PipeRunner:
         services: Mapping[str, Service[Any]],
         env: Mapping[str, str],
         slots: asyncio.Semaphore | None = None,
+        on_finished: Callable[[str, PipeResult], None] | None = None,
     ) -> None:
         self.spec = spec
+        self._on_finished = on_finished
+        self._fires = 0
+        self.run_id: str | None = None
+        """The id of the current (or last) run: ``RUNNER-N``."""
         self.id = spec.id
         self.stats = RunnerStats()
         self.last_result: PipeResult | None = None
@@ -76,6 +81,11 @@ class PipeRunner:
     def task(self) -> asyncio.Task[PipeResult] | None:
         return self._task
 
+    @property
+    def running_for(self) -> float:
+        """Seconds the current run has been running (0 when idle)."""
+        return time.monotonic() - self._started_at if self._task is not None else 0.0
+
     def fire(self, trigger: TriggerRef | None) -> asyncio.Task[PipeResult] | None:
         """Start an execution now, or skip this fire if one is still running."""
         if self._task is not None:
@@ -96,6 +106,8 @@ class PipeRunner:
             return None
         self._started_at = time.monotonic()
         self._current_trigger = trigger
+        self._fires += 1
+        self.run_id = f"{self.id}-{self._fires}"
         run = self._run(trigger) if self._slots is None else self._run_in_slot(trigger)
         task = asyncio.get_running_loop().create_task(run, name=self._task_name)
         self._task = task
@@ -181,6 +193,8 @@ class PipeRunner:
                     duration_ms=duration_ms,
                     status=result.status,
                 )
+            if self._on_finished is not None:
+                self._on_finished(self.id, result)
             return result
         self.stats.failures += 1
         duration_ms = round(elapsed * 1000, 3)
@@ -198,6 +212,8 @@ class PipeRunner:
             duration_ms=duration_ms,
             error=result.message,
         )
+        if self._on_finished is not None:
+            self._on_finished(self.id, result)
         return result
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 from open_ticket_ai.core.component import Component, ParamsT
+from open_ticket_ai.core.pipes.result import PipeResult
 
-__all__ = ["TimeTrigger", "Trigger"]
+__all__ = [
+    "CallbackHost",
+    "EventTrigger",
+    "FireOutcome",
+    "TimeTrigger",
+    "Trigger",
+    "TriggerHost",
+]
 
 
 class Trigger(Component[ParamsT]):
@@ -37,3 +47,55 @@ class TimeTrigger(Trigger[ParamsT]):
     def next_fire_after(self, after: float, start: float) -> float | None:
         """The first fire time strictly after ``after`` for a schedule armed at ``start``."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FireOutcome:
+    """What one fire did for one runner: started a run (``run_id``) or not (``reason``)."""
+
+    runner: str
+    run_id: str | None
+    reason: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.run_id is not None
+
+
+class TriggerHost(Protocol):
+    """What the orchestrator gives an event trigger to act through."""
+
+    def fire(self, payload: Any = None) -> list[FireOutcome]:
+        """Fire every runner listing this trigger now, with ``payload`` as
+        ``trigger.payload`` in their templates."""
+        ...
+
+    def subscribe_run_finished(self, callback: Callable[[str, PipeResult], None]) -> None:
+        """Call ``callback(runner_id, result)`` whenever any run ends."""
+        ...
+
+
+class EventTrigger(Trigger[ParamsT]):
+    """A trigger that fires when something happens (a webhook call, another runner ending).
+
+    The orchestrator calls :meth:`serve` once, after every service is open, as a task that
+    is cancelled at shutdown; the trigger fires through ``host.fire``. Non-overlap holds: a
+    fire that finds its runner still running is refused with a reason."""
+
+    async def serve(self, host: TriggerHost) -> None:
+        """Watch for events for as long as the orchestrator runs. The default does nothing:
+        triggers fired from outside (webhooks) need no task of their own."""
+
+
+@dataclass(frozen=True)
+class CallbackHost:
+    """A :class:`TriggerHost` made of two callables (the orchestrator's, bound to a trigger)."""
+
+    fire_callback: Callable[[Any], list[FireOutcome]]
+    subscribe_callback: Callable[[Callable[[str, PipeResult], None]], None]
+
+    def fire(self, payload: Any = None) -> list[FireOutcome]:
+        return self.fire_callback(payload)
+
+    def subscribe_run_finished(self, callback: Callable[[str, PipeResult], None]) -> None:
+        self.subscribe_callback(callback)
