@@ -1,14 +1,14 @@
 """open-ticket-ai: a helpdesk automation orchestrator driven by one YAML file.
 
-The public plugin API: subclass :class:`Pipe`, :class:`Trigger` (or :class:`TimeTrigger`) or
-:class:`Service`, declare ``Params`` as a :class:`ParamsModel`, and name the class in a config
+The public plugin API: subclass :class:`Pipe`, :class:`TimeTrigger` or :class:`EventTrigger`,
+or :class:`Service`, declare ``Params`` as a :class:`ParamsModel`, and name the class in a config
 with ``use: "your_module:YourClass"``.
 """
 
 from open_ticket_ai.core.component import NoParams, ParamsModel
 from open_ticket_ai.core.config import AppConfig, load_config, parse_config
 from open_ticket_ai.core.factory import CompiledConfig, build
-from open_ticket_ai.core.orchestration.trigger import TimeTrigger, Trigger
+from open_ticket_ai.core.orchestration.trigger import EventTrigger, TimeTrigger, Trigger
 from open_ticket_ai.core.pipes import Pipe, PipeContext, PipeResult
 from open_ticket_ai.core.registry import Registry
 from open_ticket_ai.core.services import Service
@@ -28,6 +28,7 @@ __all__ = [
     "CompiledConfig",
     "ComponentError",
     "ConfigError",
+    "EventTrigger",
     "NoParams",
     "OpenTicketAIError",
     "ParamsModel",
