@@ -1,7 +1,7 @@
 """``python -m bench``: every benchmark, each contender in a fresh interpreter, with ratios.
 
 Options: ``--quick`` measures 3 s instead of 10 s per precision run; names (``precision``,
-``throughput``, ``setup``, ``tickets``) run only those parts.
+``throughput``, ``setup``, ``tickets``, ``webhook``) run only those parts.
 """
 
 from __future__ import annotations
@@ -43,6 +43,30 @@ def precision(seconds: float) -> None:
             f"({ours['p99_ms'] - floor['p99_ms']:+.3f} ms); "
             f"CPU <= 2x floor: {'met' if cpu_ok else 'MISSED'}"
         )
+    shared_trigger(seconds)
+
+
+def shared_trigger(seconds: float) -> None:
+    runners = 10_000
+    print(f"\n   {runners:,} runners on ONE shared 1 s interval trigger, without and with spread")
+    results = {
+        "no spread": run_child("precision", "shared", str(runners), str(seconds)),
+        "spread": run_child("precision", "shared_spread", str(runners), str(seconds)),
+    }
+    print(f"   {'':12} {'fires':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU us/fire':>12}")
+    for name, r in results.items():
+        print(
+            f"   {name:12} {r['fires']:7d} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
+            f"{r['max_ms']:8.3f} {r['cpu_us_per_fire']:12.1f}"
+        )
+    plain, spread = results["no spread"], results["spread"]
+    print(
+        "   spread vs no spread: "
+        + ", ".join(
+            f"{key[:-3]} {_ratio(spread[key], plain[key]).strip()}"
+            for key in ("p50_ms", "p99_ms", "max_ms")
+        )
+    )
 
 
 def throughput() -> None:
@@ -92,6 +116,17 @@ def tickets() -> None:
         print(f"   transformers: {tf}")
 
 
+def webhook() -> None:
+    print("\n5. Webhooks: HMAC-signed JSON to a WebhookTrigger of `otai run`, on loopback")
+    for connections in ("1", "8"):
+        r = run_child("webhook", "--connections", connections, "--seconds", "5")
+        print(
+            f"   {connections} connection(s): {r['per_second']:,.0f} requests/s, "
+            f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+            f"({r['accepted']} accepted, {r['refused']} refused)"
+        )
+
+
 def main() -> None:
     seconds = 3.0 if "--quick" in sys.argv else 10.0
     only = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
@@ -100,6 +135,7 @@ def main() -> None:
         "throughput": throughput,
         "setup": setup_scale,
         "tickets": tickets,
+        "webhook": webhook,
     }
     for name, part in parts.items():
         if not only or name in only:

@@ -89,6 +89,52 @@ async def ours(runners: int, seconds: float) -> dict[str, Any]:
         await main
 
 
+def _shared_config(runners: int, spread: bool) -> str:
+    from open_ticket_ai.core.orchestration.timing import spread_phase
+
+    lines = ["runners:"]
+    for i in range(runners):
+        offset = spread_phase("t", f"r{i}", INTERVAL) if spread else 0.0
+        trigger = (
+            f"[{{id: t, params: {{seconds: {INTERVAL}, spread: {str(spread).lower()}}}}}]"
+            if i == 0
+            else "[t]"
+        )
+        lines += [
+            f"  - id: r{i}",
+            f"    on: {trigger}",
+            f"    run: {{id: p, use: 'bench.common:LatenessPipe', params: {{offset: {offset!r}}}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def _shared(runners: int, seconds: float, spread: bool) -> dict[str, Any]:
+    from open_ticket_ai import parse_config
+    from open_ticket_ai.core.orchestration.startup import prepare
+
+    text = _shared_config(runners, spread)
+    orchestrator = prepare(lambda: parse_config(text, "bench.yml"))
+    LatenessPipe.interval = INTERVAL
+    main = asyncio.ensure_future(orchestrator.run())
+    await asyncio.sleep(0)
+    LatenessPipe.anchor = orchestrator.started_at
+    try:
+        return await _measure(LatenessPipe.samples, seconds)
+    finally:
+        orchestrator.request_stop()
+        await main
+
+
+async def shared(runners: int, seconds: float) -> dict[str, Any]:
+    """Every runner on ONE shared interval trigger: all fire in the same instant."""
+    return await _shared(runners, seconds, spread=False)
+
+
+async def shared_spread(runners: int, seconds: float) -> dict[str, Any]:
+    """Every runner on ONE shared interval trigger with ``spread: true``."""
+    return await _shared(runners, seconds, spread=True)
+
+
 async def apscheduler(runners: int, seconds: float) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
@@ -121,7 +167,13 @@ async def apscheduler(runners: int, seconds: float) -> dict[str, Any]:
         scheduler.shutdown(wait=False)
 
 
-CONTENDERS = {"floor": floor, "ours": ours, "apscheduler": apscheduler}
+CONTENDERS = {
+    "floor": floor,
+    "ours": ours,
+    "apscheduler": apscheduler,
+    "shared": shared,
+    "shared_spread": shared_spread,
+}
 
 
 def main() -> None:

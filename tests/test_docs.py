@@ -38,6 +38,7 @@ def test_doc_config_validates(
     doc: str, line: int, text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    monkeypatch.setenv("OTAI_WEBHOOK_SECRET", "docs-example-secret")  # docs/events.md
     compiled = build(parse_config(text, f"{doc}:{line}"))
     assert compiled.runners
 

@@ -20,6 +20,7 @@ from open_ticket_ai.core.durations import parse_duration
 from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
 from open_ticket_ai.core.orchestration.startup import prepare
+from open_ticket_ai.core.orchestration.trigger_command import trigger_command
 from open_ticket_ai.core.pipes.run import worker_threads
 from open_ticket_ai.demo.cli import demo
 from open_ticket_ai.errors import OpenTicketAIError
@@ -168,6 +169,7 @@ async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
 cli.add_command(tickets)
 cli.add_command(train_command, "train")
 cli.add_command(demo)
+cli.add_command(trigger_command)
 
 
 def main() -> None:

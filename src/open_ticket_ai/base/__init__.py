@@ -1,7 +1,13 @@
 """The built-in components: ``use: open_ticket_ai.base:CompositePipe`` and friends."""
 
 from open_ticket_ai.base.pipes import CompositePipe, ExpressionPipe, HttpRequestPipe
-from open_ticket_ai.base.triggers import CronTrigger, DateTrigger, IntervalTrigger
+from open_ticket_ai.base.triggers import (
+    CronTrigger,
+    DateTrigger,
+    IntervalTrigger,
+    RunnerFinishedTrigger,
+    WebhookTrigger,
+)
 
 __all__ = [
     "CompositePipe",
@@ -10,4 +16,6 @@ __all__ = [
     "ExpressionPipe",
     "HttpRequestPipe",
     "IntervalTrigger",
+    "RunnerFinishedTrigger",
+    "WebhookTrigger",
 ]

@@ -42,12 +42,18 @@ C = TypeVar("C", bound=Component[Any])
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """A runner ready to arm: its trigger ids and its compiled pipeline."""
+    """A runner ready to arm: its trigger ids, its compiled pipeline and its timing rules."""
 
     id: str
     where: str
     triggers: tuple[str, ...]
     pipeline: PipeSpec
+    overlap: str = "skip"
+    """``skip`` a fire while running, or ``queue_one`` (at most one waiting)."""
+    timeout: float | None = None
+    """Seconds a run may take before it is cancelled and recorded as timed out."""
+    starting_deadline: float | None = None
+    """With persisted state: how late a fire missed while down may still be caught up."""
 
     @property
     def one_time(self) -> bool:
@@ -131,7 +137,15 @@ class RenderableFactory:
             if pipeline is not None:
                 trigger_ids = tuple(dict.fromkeys(t.id for t in runner.on))
                 runners.append(
-                    RunnerSpec(runner.id, self.loaded.where(path), trigger_ids, pipeline)
+                    RunnerSpec(
+                        runner.id,
+                        self.loaded.where(path),
+                        trigger_ids,
+                        pipeline,
+                        overlap=runner.overlap,
+                        timeout=runner.timeout,
+                        starting_deadline=runner.starting_deadline,
+                    )
                 )
         if self.problems or self.loaded.problems:
             raise ConfigError([*self.loaded.problems, *self.problems])

@@ -26,6 +26,10 @@ BUILTINS: dict[str, str] = {
     "ExpressionPipe": "open_ticket_ai.base.pipes.expression_pipe:ExpressionPipe",
     "HttpRequestPipe": "open_ticket_ai.base.pipes.http_request_pipe:HttpRequestPipe",
     "IntervalTrigger": "open_ticket_ai.base.triggers.interval_trigger:IntervalTrigger",
+    "WebhookTrigger": "open_ticket_ai.base.triggers.webhook_trigger:WebhookTrigger",
+    "RunnerFinishedTrigger": (
+        "open_ticket_ai.base.triggers.runner_finished_trigger:RunnerFinishedTrigger"
+    ),
     "CronTrigger": "open_ticket_ai.base.triggers.cron_trigger:CronTrigger",
     "DateTrigger": "open_ticket_ai.base.triggers.date_trigger:DateTrigger",
     "FetchTicketsPipe": "open_ticket_ai.tickets.pipes:FetchTicketsPipe",

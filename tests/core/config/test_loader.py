@@ -436,7 +436,9 @@ def test_schema_is_json_describing_the_runners() -> None:
     assert "runners" in result.stdout
     definitions = schema["$defs"]
     assert "runners" in definitions["OrchestratorConfig"]["properties"]
-    assert set(definitions["RunnerDefinition"]["properties"]) == {"id", "on", "run"}
+    assert {"id", "on", "run", "overlap", "timeout"} <= set(
+        definitions["RunnerDefinition"]["properties"]
+    )
     assert "if" in definitions["PipeConfig"]["properties"]
 
 

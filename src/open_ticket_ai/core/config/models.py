@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -10,6 +10,7 @@ from open_ticket_ai.core.durations import Duration
 
 __all__ = [
     "AppConfig",
+    "HttpListenerConfig",
     "OrchestratorConfig",
     "PipeConfig",
     "RetryConfig",
@@ -92,6 +93,12 @@ class RunnerDefinition(_ConfigModel):
     id: str = Field(min_length=1)
     on: list[TriggerDefinition] = Field(default_factory=list)
     run: PipeConfig
+    overlap: Literal["skip", "queue_one"] = "skip"
+    """A fire while the runner still runs: ``skip`` it, or keep at most one waiting."""
+    timeout: Duration | None = Field(default=None, gt=0)
+    """The longest a run may take; it is then cancelled and recorded as timed out."""
+    starting_deadline: Duration | None = Field(default=None, gt=0)
+    """With ``state_path``: how late an overdue fire may still be caught up after a restart."""
 
     @field_validator("on", mode="before")
     @classmethod
@@ -105,12 +112,29 @@ class RunnerDefinition(_ConfigModel):
         return value
 
 
+class HttpListenerConfig(_ConfigModel):
+    """The built-in HTTP listener for webhook triggers and ``otai trigger``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    token: str | None = None
+    """The bearer token ``otai trigger`` must send; without one, manual fires are refused."""
+    max_body_bytes: int = Field(1_048_576, ge=1)
+
+
 class OrchestratorConfig(_ConfigModel):
     """The runners and how the orchestrator runs them."""
 
     runners: list[RunnerDefinition] = Field(default_factory=list)
     max_concurrent_runs: int | None = Field(default=None, ge=1)
     shutdown_timeout: Duration = Field(30.0, ge=0)
+    http: HttpListenerConfig | None = None
+    """Start the HTTP listener (it also starts, with defaults, when a trigger needs it)."""
+    state_path: str | None = None
+    """A SQLite file keeping each runner's last fire and outcome across restarts; also makes
+    a second ``otai run`` with the same file refuse to start."""
+    watchdog: Duration | None = Field(default=None, gt=0)
+    """Log which runner and step ran when the event loop was blocked longer than this."""
 
 
 class ServiceDefinition(_ConfigModel):

@@ -10,15 +10,21 @@ import logging
 from typing import Any
 
 __all__ = [
+    "LOOP_BLOCKED",
     "ORCHESTRATOR_READY",
     "ORCHESTRATOR_STOPPED",
     "ORCHESTRATOR_STOPPING",
     "RUNNER_SUMMARY",
     "RUN_CANCELLED",
+    "RUN_CATCH_UP",
     "RUN_FAILED",
     "RUN_FINISHED",
+    "RUN_MISSED",
+    "RUN_QUEUED",
     "RUN_SKIPPED",
     "RUN_STARTED",
+    "RUN_STUCK",
+    "RUN_TIMEOUT",
     "emit",
     "logger",
 ]
@@ -30,6 +36,12 @@ RUN_FINISHED = "run.finished"
 RUN_FAILED = "run.failed"
 RUN_SKIPPED = "run.skipped"
 RUN_CANCELLED = "run.cancelled"
+RUN_QUEUED = "run.queued"
+RUN_MISSED = "run.missed"
+RUN_CATCH_UP = "run.catch_up"
+RUN_TIMEOUT = "run.timeout"
+RUN_STUCK = "run.stuck"
+LOOP_BLOCKED = "loop.blocked"
 ORCHESTRATOR_READY = "orchestrator.ready"
 ORCHESTRATOR_STOPPING = "orchestrator.stopping"
 ORCHESTRATOR_STOPPED = "orchestrator.stopped"

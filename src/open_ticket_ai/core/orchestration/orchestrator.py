@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.factory import CompiledConfig
 from open_ticket_ai.core.memory import freeze_long_lived
 from open_ticket_ai.core.orchestration import events
+from open_ticket_ai.core.orchestration.arming import Armer
+from open_ticket_ai.core.orchestration.schedule import WALL_CLOCK_STEP, Schedule
 from open_ticket_ai.core.orchestration.scheduled_runner import PipeRunner
 from open_ticket_ai.core.orchestration.service_lifecycle import ServicesOpen
+from open_ticket_ai.core.orchestration.state import StateStore
 from open_ticket_ai.core.orchestration.trigger import (
     CallbackHost,
     EventTrigger,
@@ -22,14 +27,12 @@ from open_ticket_ai.core.orchestration.trigger import (
     TimeTrigger,
     Trigger,
 )
+from open_ticket_ai.core.orchestration.watchdog import LoopWatchdog
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads
 from open_ticket_ai.errors import ComponentError
 
 __all__ = ["Orchestrator"]
-
-WALL_CLOCK_STEP = 60.0
-"""Wall-clock triggers sleep at most this long before re-checking the clock."""
 
 
 class Orchestrator:
@@ -50,6 +53,8 @@ class Orchestrator:
         shutdown_timeout: float | None = None,
         cancel_timeout: float = 5.0,
         lateness_probe: Callable[[float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        wall_step: float = WALL_CLOCK_STEP,
     ) -> None:
         settings = compiled.loaded.config.orchestrator
         self.compiled = compiled
@@ -58,6 +63,13 @@ class Orchestrator:
         )
         self.cancel_timeout = cancel_timeout
         self.lateness_probe = lateness_probe
+        self.wall_clock = wall_clock
+        """The wall clock of ``clock = "wall"`` triggers (injectable for tests)."""
+        self.wall_step = wall_step
+        self._rng = random.Random()
+        self.state = StateStore(settings.state_path) if settings.state_path else None
+        """The state file, locked from here until the run ends (see :meth:`close`)."""
+        self.watchdog = LoopWatchdog(settings.watchdog) if settings.watchdog else None
         slots = (
             asyncio.Semaphore(settings.max_concurrent_runs)
             if settings.max_concurrent_runs is not None
@@ -70,16 +82,21 @@ class Orchestrator:
                 env=compiled.env,
                 slots=slots,
                 on_finished=self._run_finished,
+                stuck_grace=cancel_timeout,
+                on_fire=self._noted_fire if self.state is not None else None,
             )
             for spec in compiled.runners
         }
         self._finished_subscribers: list[Callable[[str, PipeResult], None]] = []
         self._serving: dict[str, asyncio.Task[None]] = {}
+        self._listener: Any = None
+        """The HTTP listener (core/orchestration/http_listener.py) when one runs."""
         self._listeners: dict[str, list[PipeRunner]] = {}
         for runner in self.runners.values():
             for trigger_id in runner.spec.triggers:
                 self._listeners.setdefault(trigger_id, []).append(runner)
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, Schedule] = {}
+        """One per time trigger; with ``spread``, one per (trigger, runner)."""
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._firing = False
@@ -103,11 +120,14 @@ class Orchestrator:
         if runner is None:
             known = ", ".join(self.runners) or "none"
             raise ComponentError(f"no runner {runner_id!r} (runners: {known})")
-        async with self._services_open():
-            task = runner.fire(TriggerRef("once"))
-            assert task is not None
-            await self._until_stopped_or_done([task])
-            await self._shutdown()
+        try:
+            async with self._services_open():
+                task = runner.fire(TriggerRef("once"))
+                assert task is not None
+                await self._until_stopped_or_done([task])
+                await self._shutdown()
+        finally:
+            self.close()
         if task.cancelled():
             return PipeResult.failure("cancelled at shutdown")
         return task.result()
@@ -116,6 +136,21 @@ class Orchestrator:
         """Run until stopped (or, when every runner is one-time, until they finish).
 
         Returns the exit code: 0, or 1 when one-time runners alone ran and one failed."""
+        try:
+            if self.watchdog is not None:
+                self.watchdog.start()
+            return await self._run()
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.stop()
+            self.close()
+
+    def close(self) -> None:
+        """Write and release the state file (done when a run ends; safe to call again)."""
+        if self.state is not None:
+            self.state.close()
+
+    async def _run(self) -> int:
         async with self._services_open():
             # Everything built so far lives as long as the process: move it out of the
             # collector's sight, so a full collection never pauses the loop to scan it.
@@ -123,8 +158,18 @@ class Orchestrator:
             loop = asyncio.get_running_loop()
             self.started_at = loop.time()
             self._firing = True
+            self._armer = Armer(
+                self.started_at,
+                self.wall_clock,
+                self.wall_step,
+                self._missed,
+                self._rng,
+                self.lateness_probe,
+                self.state,
+            )
             for trigger_id in self._listeners:
                 self._arm(self.compiled.triggers[trigger_id])
+            await self._start_listener()
             one_time = [r for r in self.runners.values() if r.spec.one_time]
             tasks = [task for r in one_time if (task := r.fire(None)) is not None]
             events.emit(
@@ -163,21 +208,34 @@ class Orchestrator:
     def _fire_one(self, runner: PipeRunner, ref: TriggerRef) -> FireOutcome:
         if not self._firing:
             return FireOutcome(runner.id, None, "the orchestrator is stopping")
-        if runner.running:
+        if runner.running and not runner.can_queue:
             return FireOutcome(
                 runner.id,
                 None,
                 f"runner {runner.id!r} is busy: run {runner.run_id} has been running for "
                 f"{runner.running_for:.1f}s",
             )
-        runner.fire(ref)
+        if runner.fire(ref) is None:
+            return FireOutcome(
+                runner.id,
+                None,
+                f"queued: runner {runner.id!r} is busy with run {runner.run_id}; this fire "
+                "runs when it ends",
+            )
         return FireOutcome(runner.id, runner.run_id)
 
     def subscribe_run_finished(self, callback: Callable[[str, PipeResult], None]) -> None:
         """Call ``callback(runner_id, result)`` whenever a run ends (not when cancelled)."""
         self._finished_subscribers.append(callback)
 
+    def _noted_fire(self, runner_id: str, trigger: TriggerRef | None) -> None:
+        assert self.state is not None
+        self.state.note_fire(runner_id, trigger or "start", self.wall_clock())
+
     def _run_finished(self, runner_id: str, result: PipeResult) -> None:
+        if self.state is not None:
+            trigger = self.runners[runner_id].current_trigger
+            self.state.note_outcome(runner_id, trigger or "start", result.status, self.wall_clock())
         for callback in self._finished_subscribers:
             try:
                 callback(runner_id, result)
@@ -204,68 +262,22 @@ class Orchestrator:
                 f"trigger {trigger.id!r} ({type(trigger).__name__}) is neither a TimeTrigger "
                 "nor an EventTrigger"
             )
-        ref = TriggerRef(trigger.id)
-        if trigger.clock == "wall":
-            start = time.time()
-            first = trigger.first_fire(start)
-            if first is not None:
-                self._wall_at(trigger, ref, first, start)
-        else:
-            start = self.started_at
-            first = trigger.first_fire(start)
-            if first is not None:
-                self._timers[trigger.id] = asyncio.get_running_loop().call_at(
-                    first, self._on_monotonic, trigger, ref, first, start
-                )
+        for schedule in self._armer.arm(trigger, self._listeners[trigger.id]):
+            self._timers[schedule.key] = schedule
 
-    def _fire(self, trigger_id: str, ref: TriggerRef, lateness: float) -> None:
-        if self.lateness_probe is not None:
-            self.lateness_probe(lateness)
-        for runner in self._listeners[trigger_id]:
-            runner.fire(ref)
+    def _missed(self, schedule: Schedule, count: int, late: float) -> None:
+        for runner in schedule.runners:
+            runner.note_missed(schedule.trigger.id, count, late)
 
-    def _on_monotonic(
-        self, trigger: TimeTrigger[Any], ref: TriggerRef, due: float, start: float
-    ) -> None:
-        if not self._firing:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._fire(trigger.id, ref, now - due)
-        # The next fire lies on the grid after now: a late fire never shifts the schedule.
-        following = trigger.next_fire_after(max(due, now), start)
-        if following is not None:
-            self._timers[trigger.id] = loop.call_at(
-                following, self._on_monotonic, trigger, ref, following, start
-            )
-        else:
-            self._timers.pop(trigger.id, None)
-
-    def _wall_at(
-        self, trigger: TimeTrigger[Any], ref: TriggerRef, due: float, start: float
-    ) -> None:
-        # Sleep in capped steps and re-check the wall clock, so a clock step or a suspend
-        # fires what is due promptly, once.
-        delay = min(max(due - time.time(), 0.0), WALL_CLOCK_STEP)
-        self._timers[trigger.id] = asyncio.get_running_loop().call_later(
-            delay, self._on_wall, trigger, ref, due, start
+    async def _start_listener(self) -> None:
+        settings = self.compiled.loaded.config.orchestrator
+        wanted = settings.http is not None or any(
+            isinstance(t, EventTrigger) and t.needs_http for t in self.compiled.triggers.values()
         )
+        if wanted:
+            from open_ticket_ai.core.orchestration.http_listener import start_listener
 
-    def _on_wall(
-        self, trigger: TimeTrigger[Any], ref: TriggerRef, due: float, start: float
-    ) -> None:
-        if not self._firing:
-            return
-        now = time.time()
-        if now < due:
-            self._wall_at(trigger, ref, due, start)
-            return
-        self._fire(trigger.id, ref, now - due)
-        following = trigger.next_fire_after(max(due, now), start)
-        if following is not None:
-            self._wall_at(trigger, ref, following, start)
-        else:
-            self._timers.pop(trigger.id, None)
+            self._listener = await start_listener(settings.http or HttpListenerConfig(), self)
 
     async def _serve(self, trigger: EventTrigger[Any]) -> None:
         try:
@@ -303,9 +315,12 @@ class Orchestrator:
 
     async def _shutdown(self) -> None:
         self._firing = False
-        for handle in self._timers.values():
-            handle.cancel()
+        for schedule in self._timers.values():
+            schedule.cancel()
         self._timers.clear()
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         for serving in self._serving.values():
             serving.cancel()
         if self._serving:
@@ -328,6 +343,8 @@ class Orchestrator:
             finally:
                 force.cancel()
         left = {task: runner for task, runner in running.items() if not task.done()}
+        for runner in self.runners.values():
+            left.update((task, runner) for task in runner.abandoned)
         if left:
             events.emit(
                 logging.WARNING,
@@ -374,19 +391,5 @@ class Orchestrator:
 
     def _summary(self) -> None:
         for runner in self.runners.values():
-            s = runner.stats
-            events.emit(
-                logging.INFO,
-                events.RUNNER_SUMMARY,
-                f"runner {runner.id!r}: {s.runs} runs, {s.failures} failed, {s.skips} skipped, "
-                f"{s.cancelled} cancelled, mean {s.mean_seconds * 1000:.1f}ms, "
-                f"max {s.max_seconds * 1000:.1f}ms",
-                runner=runner.id,
-                runs=s.runs,
-                failures=s.failures,
-                skips=s.skips,
-                cancelled=s.cancelled,
-                mean_ms=round(s.mean_seconds * 1000, 3),
-                max_ms=round(s.max_seconds * 1000, 3),
-            )
+            runner.stats.emit_summary(runner.id)
         events.emit(logging.INFO, events.ORCHESTRATOR_STOPPED, "stopped")

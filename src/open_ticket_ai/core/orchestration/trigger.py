@@ -82,6 +82,10 @@ class EventTrigger(Trigger[ParamsT]):
     is cancelled at shutdown; the trigger fires through ``host.fire``. Non-overlap holds: a
     fire that finds its runner still running is refused with a reason."""
 
+    needs_http: ClassVar[bool] = False
+    """True for triggers reached through the built-in HTTP listener (webhooks): the
+    orchestrator then starts the listener even when ``orchestrator.http`` is not set."""
+
     async def serve(self, host: TriggerHost) -> None:
         """Watch for events for as long as the orchestrator runs. The default does nothing:
         triggers fired from outside (webhooks) need no task of their own."""

@@ -1,0 +1,165 @@
+"""RunnerFinishedTrigger: runners chained on how another runner ended, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import textwrap
+from collections.abc import Callable, Collection
+from typing import Any
+
+import pytest
+
+from open_ticket_ai import ComponentError, ConfigError, build, parse_config
+from open_ticket_ai.base.triggers import RunnerFinishedTrigger
+from open_ticket_ai.base.triggers.runner_finished_trigger import RunnerFinishedParams
+from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+from open_ticket_ai.core.orchestration.trigger import FireOutcome
+from open_ticket_ai.core.pipes.result import PipeResult
+
+ECHO = 'run: {id: echo, use: ExpressionPipe, params: {expression: "{{ trigger.payload }}"}}'
+
+
+async def run_for(config: str, seconds: float = 0.3) -> Orchestrator:
+    orchestrator = Orchestrator(build(parse_config(textwrap.dedent(config), "chain.yml")))
+    main = asyncio.create_task(orchestrator.run())
+    await asyncio.sleep(seconds)
+    orchestrator.request_stop()
+    assert await main == 0
+    return orchestrator
+
+
+def chained(source_expression: str) -> str:
+    """A one-time runner ``source`` and three runners following it, one per status."""
+    return f"""
+        runners:
+          - id: source
+            run: {{id: s, use: ExpressionPipe, params: {{expression: "{source_expression}"}}}}
+          - id: on_success
+            on: [{{id: source_ok, use: RunnerFinishedTrigger, params: {{runner: source}}}}]
+            {ECHO}
+          - id: on_failure
+            on: [{{id: source_failed, use: RunnerFinishedTrigger,
+                   params: {{runner: source, status: failed}}}}]
+            {ECHO}
+          - id: on_any
+            on: [{{id: source_any, use: RunnerFinishedTrigger,
+                   params: {{runner: source, status: any}}}}]
+            {ECHO}
+        """
+
+
+def runs(orchestrator: Orchestrator) -> dict[str, int]:
+    return {id: r.stats.runs for id, r in orchestrator.runners.items()}
+
+
+async def test_success_fires_the_succeeded_and_any_followers() -> None:
+    orchestrator = await run_for(chained("done"))
+    assert runs(orchestrator) == {"source": 1, "on_success": 1, "on_failure": 0, "on_any": 1}
+    echoed = orchestrator.runners["on_success"].last_result
+    assert echoed is not None
+    assert echoed.data == {
+        "value": {"runner": "source", "status": "succeeded", "message": ""},
+    }
+
+
+async def test_failure_fires_the_failed_and_any_followers() -> None:
+    orchestrator = await run_for(chained("{{ fail('disk full') }}"))
+    assert runs(orchestrator) == {"source": 1, "on_success": 0, "on_failure": 1, "on_any": 1}
+    echoed = orchestrator.runners["on_failure"].last_result
+    assert echoed is not None
+    payload = echoed.data["value"]
+    assert payload["runner"] == "source"
+    assert payload["status"] == "failed"
+    assert "disk full" in payload["message"]
+
+
+async def test_chains_run_hop_after_hop_on_a_schedule() -> None:
+    orchestrator = await run_for(
+        f"""
+        runners:
+          - id: a
+            on: [{{id: tick, params: {{milliseconds: 100}}}}]
+            run: {{id: a, use: ExpressionPipe, params: {{expression: a}}}}
+          - id: b
+            on: [{{id: after_a, use: RunnerFinishedTrigger, params: {{runner: a}}}}]
+            {ECHO}
+          - id: c
+            on: [{{id: after_b, use: RunnerFinishedTrigger, params: {{runner: b}}}}]
+            {ECHO}
+        """,
+        seconds=0.45,
+    )
+    counts = runs(orchestrator)
+    assert counts["a"] >= 3
+    # A stop may fall between hops: the last link may miss the final run, nothing more.
+    assert counts["a"] - 1 <= counts["c"] <= counts["b"] <= counts["a"]
+    last = orchestrator.runners["c"].last_result
+    assert last is not None
+    assert last.data["value"]["runner"] == "b"
+
+
+async def test_a_runner_chained_to_itself_runs_once_not_forever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "open_ticket_ai")
+    orchestrator = await run_for(
+        """
+        runners:
+          - id: loop
+            on:
+              - {id: after_me, use: RunnerFinishedTrigger, params: {runner: loop, status: any}}
+              - {id: tick, params: {milliseconds: 50}}
+            run: {id: x, use: ExpressionPipe, params: {expression: x}}
+        """,
+        seconds=0.12,
+    )
+    assert 1 <= orchestrator.runners["loop"].stats.runs <= 3  # the 50 ms timer, not the chain
+    refused = [r for r in caplog.records if getattr(r, "event", "") == "trigger.refused"]
+    assert refused
+    assert "busy" in refused[0].fields["reason"]  # type: ignore[attr-defined]
+
+
+def test_bad_params_are_config_errors() -> None:
+    text = f"""
+        runners:
+          - id: b
+            on: [{{id: t, use: RunnerFinishedTrigger, params: {{runner: a, status: done}}}}]
+            {ECHO}
+        """
+    with pytest.raises(ConfigError, match=r"status"):
+        build(parse_config(textwrap.dedent(text), "chain.yml"))
+
+
+class DirectoryHost:
+    """A host that knows the configured runners (as the orchestrator's may)."""
+
+    def __init__(self, runner_ids: Collection[str]) -> None:
+        self.runner_ids = runner_ids
+        self.callbacks: list[Callable[[str, PipeResult], None]] = []
+        self.fired: list[Any] = []
+
+    def fire(self, payload: Any = None) -> list[FireOutcome]:
+        self.fired.append(payload)
+        return [FireOutcome("follower", "follower-1")]
+
+    def subscribe_run_finished(self, callback: Callable[[str, PipeResult], None]) -> None:
+        self.callbacks.append(callback)
+
+
+async def test_an_unknown_runner_is_reported_when_the_host_knows_the_runners() -> None:
+    trigger = RunnerFinishedTrigger(RunnerFinishedParams(runner="typo"), id="after_typo")
+    with pytest.raises(ComponentError, match=r"'typo', which is not configured.*runners: a, b"):
+        await trigger.serve(DirectoryHost(["b", "a"]))
+
+
+async def test_only_the_followed_runner_with_the_wanted_status_fires() -> None:
+    trigger = RunnerFinishedTrigger(RunnerFinishedParams(runner="a", status="failed"), id="after_a")
+    host = DirectoryHost(["a"])
+    await trigger.serve(host)
+    (callback,) = host.callbacks
+    callback("other", PipeResult.failure("x"))
+    callback("a", PipeResult.success())
+    callback("a", PipeResult.skip("nothing to do"))
+    callback("a", PipeResult.failure("boom"))
+    assert host.fired == [{"runner": "a", "status": "failed", "message": "boom"}]
