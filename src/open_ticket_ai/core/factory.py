@@ -99,6 +99,7 @@ class RenderableFactory:
     engine: TemplateEngine = field(default_factory=TemplateEngine)
     problems: list[Problem] = field(default_factory=list)
     _service_ids: set[str] = field(default_factory=set)
+    _trigger_paths: dict[str, ConfigPath] = field(default_factory=dict)
 
     def build(self) -> CompiledConfig:
         config = self.loaded.config
@@ -147,6 +148,10 @@ class RenderableFactory:
                         starting_deadline=runner.starting_deadline,
                     )
                 )
+        runner_ids = {runner.id for runner in config.orchestrator.runners}
+        for trigger_id, trigger in triggers.items():
+            for param, message in trigger.problems(runner_ids):
+                self._problem(message, (*self._trigger_paths[trigger_id], "params", param))
         if self.problems or self.loaded.problems:
             raise ConfigError([*self.loaded.problems, *self.problems])
         return CompiledConfig(self.loaded, tuple(runners), triggers, services, env)
@@ -194,6 +199,7 @@ class RenderableFactory:
             )
             if instance is not None:
                 built[trigger_id] = instance
+                self._trigger_paths[trigger_id] = seen.path
         return built
 
     # -- pipes ----------------------------------------------------------------------------

@@ -163,3 +163,21 @@ async def test_only_the_followed_runner_with_the_wanted_status_fires() -> None:
     callback("a", PipeResult.skip("nothing to do"))
     callback("a", PipeResult.failure("boom"))
     assert host.fired == [{"runner": "a", "status": "failed", "message": "boom"}]
+
+
+def test_following_an_unknown_runner_is_a_config_error_with_its_path() -> None:
+    text = textwrap.dedent(
+        """
+        runners:
+          - id: a
+            run: {id: x, use: ExpressionPipe, params: {expression: 1}}
+          - id: b
+            on: [{id: after, use: RunnerFinishedTrigger, params: {runner: aa}}]
+            run: {id: y, use: ExpressionPipe, params: {expression: 2}}
+        """
+    )
+    with pytest.raises(ConfigError) as info:
+        build(parse_config(text))
+    (problem,) = info.value.problems
+    assert problem.path == "runners[1].on[0].params.runner"
+    assert problem.message == "no runner 'aa' to follow (runners: a, b)"

@@ -39,6 +39,12 @@ class RunnerFinishedTrigger(EventTrigger[RunnerFinishedParams]):
     Non-overlap holds: a runner still running when the event comes is not fired (logged as
     ``trigger.refused``), so a runner chained to itself runs once, not forever."""
 
+    def problems(self, runner_ids: Collection[str]) -> list[tuple[str, str]]:
+        if self.params.runner in runner_ids:
+            return []
+        known = ", ".join(sorted(runner_ids)) or "none"
+        return [("runner", f"no runner {self.params.runner!r} to follow (runners: {known})")]
+
     async def serve(self, host: TriggerHost) -> None:
         # Hosts that name the runners (an empty answer means they cannot) catch a typo now.
         ids = host.runner_ids if isinstance(host, _KnowsRunners) else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -28,6 +28,11 @@ class Trigger(Component[ParamsT]):
     def __init__(self, params: ParamsT, *, id: str = "") -> None:
         super().__init__(params)
         self.id = id
+
+    def problems(self, runner_ids: Collection[str]) -> list[tuple[str, str]]:
+        """Checks against the rest of the config, run at load time: ``(param, message)``
+        pairs (e.g. a runner id that is not configured). The default finds none."""
+        return []
 
 
 class TimeTrigger(Trigger[ParamsT]):
