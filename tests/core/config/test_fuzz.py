@@ -7,6 +7,7 @@ own vocabulary so that they get past the YAML parser and into validation and bui
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -223,7 +224,8 @@ def load_or_config_error(text: str) -> None:
         assert isinstance(compiled, CompiledConfig)
         return
     assert error.problems
-    last_line = text.count("\n") + 2
+    # YAML (and LibYAML's line numbers) also break lines at \r, NEL and the Unicode separators.
+    last_line = len(re.split("\r\n|[\r\n\x85\u2028\u2029]", text)) + 1
     for problem in error.problems:
         assert problem.file == "config.yml"
         assert problem.message
