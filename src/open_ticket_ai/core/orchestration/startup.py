@@ -20,6 +20,7 @@ def prepare(load: Callable[[], LoadedConfig], **options: Any) -> Orchestrator:
     ends), and everything built is moved out of the collector's sight before it resumes.
     Raises ConfigError like :func:`open_ticket_ai.build`."""
     with paused_gc():
-        orchestrator = Orchestrator(build(load()), **options)
+        compiled = build(load()).without_load_state()
+        orchestrator = Orchestrator(compiled, **options)
         freeze_long_lived()
     return orchestrator
