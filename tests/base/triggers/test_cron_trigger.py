@@ -414,3 +414,14 @@ def test_no_fire_is_missed_around_a_change(data: st.DataObject, cron: str, zone:
         computed.append(fire)
         fire = schedule.next_after(fire, armed)
     assert computed == brute_force(schedule, armed, until)
+
+
+def test_late_cron_fires_are_skipped_after_max_lateness() -> None:
+    from open_ticket_ai.core.orchestration.timing import timing_of
+
+    default = CronTrigger(CronParams.model_validate({"cron": "* * * * *"}), id="c")
+    assert timing_of(default).max_lateness == 60.0
+    custom = CronTrigger(
+        CronParams.model_validate({"cron": "* * * * *", "max_lateness": "5m"}), id="c"
+    )
+    assert timing_of(custom).max_lateness == 300.0

@@ -21,9 +21,11 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from open_ticket_ai.core.component import ParamsModel
+from open_ticket_ai.core.durations import Duration
+from open_ticket_ai.core.orchestration.timing import Timing
 from open_ticket_ai.core.orchestration.trigger import TimeTrigger
 
 __all__ = [
@@ -179,6 +181,9 @@ class CronParams(ParamsModel):
 
     cron: CronExpression
     timezone: ZoneName | None = None
+    max_lateness: Duration = Field(60.0, gt=0)
+    """A fire handled later than this (a blocked loop, a suspended machine) is skipped as
+    ``run.missed``; several missed fires collapse into one run. Default: one minute."""
 
 
 class CronSchedule:
@@ -287,6 +292,7 @@ class CronTrigger(TimeTrigger[CronParams]):
         super().__init__(params, id=id)
         zone = zone_named(params.timezone) if params.timezone else local_zone()
         self.schedule = CronSchedule(params.cron, zone)
+        self.timing = Timing(max_lateness=params.max_lateness)
 
     @property
     def zone(self) -> ZoneInfo:
