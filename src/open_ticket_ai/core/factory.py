@@ -7,7 +7,6 @@ duplicate ids, `depends_on` and its cycles, shared trigger ids.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,12 +14,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from open_ticket_ai.core.compiled import CompiledConfig, RunnerSpec
 from open_ticket_ai.core.component import Component
 from open_ticket_ai.core.config.loader import LoadedConfig
 from open_ticket_ai.core.config.models import PipeConfig, TriggerDefinition
 from open_ticket_ai.core.config.pipeline_graph import cycles, finished_before, walk
 from open_ticket_ai.core.config.validation import issues_of, keys_of
-from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, format_path
+from open_ticket_ai.core.config.yaml_source import ConfigPath, format_path
 from open_ticket_ai.core.memory import paused_gc
 from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.pipes.pipe import Pipe
@@ -39,60 +39,6 @@ from open_ticket_ai.errors import ComponentError, ConfigError, Problem, Template
 __all__ = ["CompiledConfig", "RenderableFactory", "RunnerSpec", "build"]
 
 C = TypeVar("C", bound=Component[Any])
-
-
-@dataclass(frozen=True)
-class RunnerSpec:
-    """A runner ready to arm: its trigger ids, its compiled pipeline and its timing rules."""
-
-    id: str
-    where: str
-    triggers: tuple[str, ...]
-    pipeline: PipeSpec
-    overlap: str = "skip"
-    """``skip`` a fire while running, or ``queue_one`` (at most one waiting)."""
-    timeout: float | None = None
-    """Seconds a run may take before it is cancelled and recorded as timed out."""
-    starting_deadline: float | None = None
-    """With persisted state: how late a fire missed while down may still be caught up."""
-
-    @property
-    def one_time(self) -> bool:
-        return not self.triggers
-
-
-@dataclass(frozen=True)
-class CompiledConfig:
-    """The whole config built: runners, shared triggers and services, the template env."""
-
-    loaded: LoadedConfig
-    runners: tuple[RunnerSpec, ...]
-    triggers: Mapping[str, Trigger[Any]]
-    services: Mapping[str, Service[Any]]
-    env: Mapping[str, str]
-
-    def without_load_state(self) -> CompiledConfig:
-        """The same config without what only loading needed: the source map and the runner
-        definitions (every runner is compiled into ``runners``). A long-running service keeps
-        just what it runs: for 10,000 runners that is tens of megabytes less."""
-        loaded = self.loaded
-        settings = loaded.config.orchestrator.model_copy(update={"runners": []})
-        config = loaded.config.model_copy(update={"orchestrator": settings})
-        light = dataclasses.replace(
-            loaded,
-            config=config,
-            source=SourceMap(loaded.source.file),
-            runner_paths=(),
-            service_paths=(),
-        )
-        return dataclasses.replace(self, loaded=light)
-
-    @property
-    def pipe_count(self) -> int:
-        def count(spec: PipeSpec) -> int:
-            return 1 + sum(count(step) for step in spec.steps)
-
-        return sum(count(runner.pipeline) for runner in self.runners)
 
 
 def build(loaded: LoadedConfig, registry: Registry | None = None) -> CompiledConfig:
