@@ -29,9 +29,10 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.tickets.fake_transport import Answer, FakeTransport
 
 _TICKET_ATTRIBUTES = ("title", "group_id", "priority_id", "state_id", "customer_id", "note")
 _SORTABLE = ("id", "number", "title", "created_at", "updated_at")
@@ -76,22 +77,18 @@ class FakeZammad:
         self.articles: list[dict[str, Any]] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
+        self._transport = FakeTransport(self.handle)
 
     def __enter__(self) -> FakeZammad:
-        self._thread.start()
+        self._transport.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._transport.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._transport.base_url}"
 
     def fail_next(self, count: int, status: int = 502) -> None:
         """Answer the next ``count`` requests with ``status`` and an HTML page."""
@@ -107,9 +104,7 @@ class FakeZammad:
 
     # -- dispatch -----------------------------------------------------------------------------
 
-    def handle(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
         parts = urlsplit(target)
         query: dict[str, Any] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -294,33 +289,6 @@ class FakeZammad:
         self.articles.append(article)
         ticket["updated_at"] = now
         return article
-
-
-class _Server(ThreadingHTTPServer):
-    fake: FakeZammad
-    daemon_threads = True
-    request_queue_size = 64  # the default 5 drops bursts of concurrent connections for 1 s
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, payload = self.server.fake.handle(self.command, self.path, headers, raw)
-        self.send_response(status)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``seen`` is the log."""
 
 
 _WORD = r'(?:"(?:[^"\\]|\\.)*"|\S+)'  # "quoted, with \" escapes" or a bare word

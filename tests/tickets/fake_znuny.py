@@ -25,9 +25,10 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.tickets.fake_transport import Answer, FakeTransport
 
 WEBSERVICE = "/otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST"
 # RouteOperationMapping of development/webservices/GenericTicketConnectorREST.yml
@@ -102,22 +103,18 @@ class FakeZnuny:
         self._articles = 0
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
+        self._transport = FakeTransport(self.handle)
 
     def __enter__(self) -> FakeZnuny:
-        self._thread.start()
+        self._transport.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._transport.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{WEBSERVICE}"
+        return f"{self._transport.base_url}{WEBSERVICE}"
 
     def fail_next(self, count: int, status: int = 503) -> None:
         """Answer the next ``count`` requests with ``status`` and an HTML page."""
@@ -129,7 +126,11 @@ class FakeZnuny:
 
     # -- transport ----------------------------------------------------------------------------
 
-    def handle(self, method: str, target: str, body: bytes) -> tuple[int, str, bytes]:
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        status, content_type, payload = self._answer(method, target, body)
+        return status, {"Content-Type": content_type}, payload
+
+    def _answer(self, method: str, target: str, body: bytes) -> tuple[int, str, bytes]:
         with self._lock:
             if self._failures:
                 page = b"<html><body><h1>Service Unavailable</h1></body></html>"
@@ -414,31 +415,6 @@ class FakeZnuny:
             limit = int(data.get("ArticleLimit") or 0)
             result["Article"] = articles[:limit] if limit else articles
         return result
-
-
-class _Server(ThreadingHTTPServer):
-    fake: FakeZnuny
-    daemon_threads = True
-    request_queue_size = 64  # the default 5 drops bursts of concurrent connections for 1 s
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, content_type, payload = self.server.fake.handle(self.command, self.path, body)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``seen`` is the log."""
 
 
 def _many(value: Any) -> list[Any]:
