@@ -15,6 +15,8 @@ import click
 from pydantic import ValidationError
 
 from open_ticket_ai.core.config.loader import find_config, load_config
+from open_ticket_ai.core.config.validation import issues_of
+from open_ticket_ai.core.config.yaml_source import format_path
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.tickets.adapters.sqlite import SqliteParams, SqliteTicketSystem
 from open_ticket_ai.tickets.models import NewTicket, TicketSearch
@@ -177,7 +179,7 @@ def import_tickets(path: str, file: Path, queue: str) -> None:
 
 
 def _describe(exc: ValidationError) -> str:
+    """The problems of one row, worded as config problems are."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in error['loc']) or 'row'}: {error['msg']}"
-        for error in exc.errors()
+        f"{format_path(issue.loc) or 'row'}: {issue.message}" for issue in issues_of(exc, NewTicket)
     )

@@ -8,7 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["NewTicket", "Note", "Priority", "Ticket", "TicketChanges", "TicketSearch"]
+__all__ = [
+    "NewTicket",
+    "Note",
+    "Priority",
+    "Ticket",
+    "TicketChanges",
+    "TicketSearch",
+    "parse_priority",
+]
 
 
 class Priority(IntEnum):
@@ -45,7 +53,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _priority(value: Any) -> Any:
+def parse_priority(value: Any) -> Any:
+    """A ``priority`` field validator: none stays none, else :meth:`Priority.parse`."""
     return None if value is None else Priority.parse(value)
 
 
@@ -63,7 +72,7 @@ class Ticket(_Model):
     updated: datetime | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
 
-    _parse_priority = field_validator("priority", mode="before")(_priority)
+    _parse_priority = field_validator("priority", mode="before")(parse_priority)
 
     @property
     def text(self) -> str:
@@ -81,7 +90,7 @@ class NewTicket(_Model):
     requester: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
 
-    _parse_priority = field_validator("priority", mode="before")(_priority)
+    _parse_priority = field_validator("priority", mode="before")(parse_priority)
 
 
 class TicketChanges(_Model):
@@ -92,7 +101,7 @@ class TicketChanges(_Model):
     state: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
 
-    _parse_priority = field_validator("priority", mode="before")(_priority)
+    _parse_priority = field_validator("priority", mode="before")(parse_priority)
 
     @property
     def empty(self) -> bool:

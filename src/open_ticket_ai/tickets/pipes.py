@@ -21,6 +21,7 @@ from open_ticket_ai.tickets.models import (
     Ticket,
     TicketChanges,
     TicketSearch,
+    parse_priority,
 )
 from open_ticket_ai.tickets.system import TicketSystem
 
@@ -99,10 +100,7 @@ class UpdateParams(ParamsModel):
 
     _id = field_validator("ticket_id", mode="before")(_ticket_id)
 
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _priority(cls, value: Any) -> Any:
-        return None if value is None else Priority.parse(value)
+    _priority = field_validator("priority", mode="before")(parse_priority)
 
 
 class UpdateTicketPipe(Pipe[UpdateParams]):
@@ -179,10 +177,7 @@ class CreateParams(ParamsModel):
     priority: Priority | None = None
     requester: str | None = None
 
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _priority(cls, value: Any) -> Any:
-        return None if value is None else Priority.parse(value)
+    _priority = field_validator("priority", mode="before")(parse_priority)
 
 
 class CreateTicketPipe(Pipe[CreateParams]):
