@@ -10,7 +10,7 @@ import pytest
 
 import open_ticket_ai
 from open_ticket_ai import build, parse_config
-from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+from open_ticket_ai.runtime.orchestrator import Orchestrator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

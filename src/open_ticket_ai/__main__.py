@@ -1,3 +1,3 @@
-from open_ticket_ai.cli import main
+from open_ticket_ai.cli.main import main
 
 main()

@@ -18,7 +18,7 @@ from open_ticket_ai.classification import (
     Prediction,
     train,
 )
-from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+from open_ticket_ai.runtime.orchestrator import Orchestrator
 
 HERE = __name__
 PRINTER = "Der Drucker funktioniert nicht, bitte helfen. The printer shows an error."

@@ -8,7 +8,7 @@ import gc
 import textwrap
 
 from open_ticket_ai import build, parse_config
-from open_ticket_ai.core.orchestration.startup import prepare
+from open_ticket_ai.runtime.startup import prepare
 
 CONFIG = textwrap.dedent(
     """

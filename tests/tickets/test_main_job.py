@@ -15,8 +15,8 @@ from tests.tickets.rt_server import SETUP_SECONDS, RtServer, running_rt_server
 
 from open_ticket_ai import build, parse_config
 from open_ticket_ai.core.config.yaml_source import load_yaml
-from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
 from open_ticket_ai.demo.sample_tickets import sample_tickets
+from open_ticket_ai.runtime.orchestrator import Orchestrator
 from open_ticket_ai.tickets.adapters.rt import RequestTrackerParams, RequestTrackerTicketSystem
 from open_ticket_ai.tickets.adapters.sqlite import SqliteParams, SqliteTicketSystem
 from open_ticket_ai.tickets.models import TicketSearch

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from open_ticket_ai import ConfigError, build, parse_config
-from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+from open_ticket_ai.runtime.orchestrator import Orchestrator
 from open_ticket_ai.tickets.adapters.sqlite import SqliteParams, SqliteTicketSystem
 from open_ticket_ai.tickets.models import NewTicket, Priority, TicketSearch
 

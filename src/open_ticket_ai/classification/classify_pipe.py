@@ -4,18 +4,15 @@ back when the model is not sure."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from open_ticket_ai import Decision, ParamsModel, Pipe, PipeContext, PipeError, PipeResult
 from open_ticket_ai.classification.backends import Classifier, Prediction
 from open_ticket_ai.classification.service import ClassifierService, load_classifier
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import PipeContext
-from open_ticket_ai.errors import PipeError
 
 __all__ = ["ClassifyParams", "ClassifyPipe"]
 
@@ -37,18 +34,47 @@ class ClassifyParams(ParamsModel):
     value."""
     top_k: int = Field(3, ge=1, le=100)
     """How many of the best labels ``top`` lists."""
+    ticket_id: str | None = None
+    """The ticket the text comes from, for the run's record of decisions. Default: the
+    ``id`` of the ``for_each`` item when the item is a ticket."""
+
+    @field_validator("ticket_id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ClassifyPipe(Pipe[ClassifyParams]):
     """Classifies ``text`` and succeeds with ``data``: ``label`` and ``confidence`` (the
     model's answer), ``top`` (the ``top_k`` best as ``{label, score}``), ``value`` (the label
     through ``label_map``, or ``fallback`` when below ``threshold``) and ``low_confidence``.
-    Inference runs in a worker thread, never on the event loop."""
+    Inference runs in a worker thread, never on the event loop. Each classification is
+    recorded as a decision of the run (model, label, confidence, the best three, fallback)."""
 
     def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
         prediction = _classifier(ctx, p.model).predict([p.text])[0]
-        return _result(p, prediction)
+        result = _result(p, prediction)
+        ctx.record_decision(
+            Decision(
+                model=p.model,
+                label=prediction.label,
+                confidence=prediction.confidence,
+                top=prediction.top[:3],
+                ticket_id=p.ticket_id or _item_ticket(ctx),
+                below_threshold=bool(result.data["low_confidence"]),
+                used=result.data["value"],
+            )
+        )
+        return result
+
+
+def _item_ticket(ctx: PipeContext) -> str | None:
+    """The ``id`` of the ``for_each`` item, when the item is a ticket (a mapping with an id)."""
+    item = ctx.run.template_vars.get("item")
+    if isinstance(item, Mapping) and isinstance(item.get("id"), str | int):
+        return str(item["id"])
+    return None
 
 
 def _result(p: ClassifyParams, prediction: Prediction) -> PipeResult:

@@ -9,9 +9,9 @@ from typing import Any
 
 from open_ticket_ai.core.config.loader import LoadedConfig
 from open_ticket_ai.core.config.yaml_source import SourceMap
-from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.services import Service
+from open_ticket_ai.core.triggers.base import Trigger
 
 __all__ = ["CompiledConfig", "RunnerSpec"]
 

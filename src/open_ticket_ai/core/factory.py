@@ -22,7 +22,6 @@ from open_ticket_ai.core.config.pipeline_graph import cycles, finished_before, w
 from open_ticket_ai.core.config.validation import issues_of, keys_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, format_path
 from open_ticket_ai.core.memory import paused_gc
-from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.registry import Registry
@@ -34,6 +33,7 @@ from open_ticket_ai.core.templates import (
     is_template,
     render_tree,
 )
+from open_ticket_ai.core.triggers.base import Trigger
 from open_ticket_ai.errors import ComponentError, ConfigError, Problem, TemplateError
 
 __all__ = ["CompiledConfig", "RenderableFactory", "RunnerSpec", "build"]

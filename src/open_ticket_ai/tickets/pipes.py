@@ -8,22 +8,23 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import PipeContext
-from open_ticket_ai.core.services import Service, ServiceId
-from open_ticket_ai.errors import ComponentError
-from open_ticket_ai.tickets.models import (
+from open_ticket_ai import (
+    Action,
+    ComponentError,
     NewTicket,
     Note,
-    Priority,
+    ParamsModel,
+    Pipe,
+    PipeContext,
+    PipeResult,
+    Service,
+    ServiceId,
     Ticket,
     TicketChanges,
     TicketSearch,
-    parse_priority,
+    TicketSystem,
 )
-from open_ticket_ai.tickets.system import TicketSystem
+from open_ticket_ai.tickets.models import Priority, parse_priority
 
 __all__ = [
     "AddNotePipe",
@@ -49,6 +50,22 @@ def _ticket_system(ctx: PipeContext, service_id: str) -> TicketSystem[Any]:
             "not a ticket system"
         )
     return found
+
+
+def _label(value: Any) -> Any:
+    return value.label if isinstance(value, Priority) else value
+
+
+def _before_after(current: Ticket, changes: TicketChanges) -> dict[str, tuple[Any, Any]]:
+    """Each changed field with its value before and after (priorities by label)."""
+    pairs: dict[str, tuple[Any, Any]] = {}
+    for name in ("queue", "priority", "state"):
+        after = getattr(changes, name)
+        if after is not None:
+            pairs[name] = (_label(getattr(current, name)), _label(after))
+    for name, after in changes.custom_fields.items():
+        pairs[f"custom_fields.{name}"] = (current.custom_fields.get(name), after)
+    return pairs
 
 
 def _ticket_id(value: Any) -> Any:
@@ -107,7 +124,8 @@ class UpdateTicketPipe(Pipe[UpdateParams]):
     """Sets queue, priority, state and custom fields. Only what differs from the ticket as it
     is now is sent; when nothing differs the step is skipped ("already up to date"), so a
     retried run never applies an update twice. ``data.value`` is the ticket as it is now
-    (also when skipped), ``data.changed`` the fields changed."""
+    (also when skipped), ``data.changed`` the fields changed. The change is recorded as an
+    action with each field before and after; in a dry run it is recorded and not sent."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
@@ -128,8 +146,18 @@ class UpdateTicketPipe(Pipe[UpdateParams]):
                 f"ticket {p.ticket_id} is already up to date",
                 {"value": ticket_data(current), "changed": []},
             )
-        updated = await system.update(p.ticket_id, changes)
         changed = sorted(changes.model_dump(exclude_defaults=True))
+        action = Action.ticket_updated(
+            p.ticket_id, p.ticket_system, _before_after(current, changes)
+        )
+        if ctx.dry_run:
+            ctx.record_action(action)
+            return PipeResult.success(
+                {"value": ticket_data(current), "changed": changed},
+                f"dry run: ticket {p.ticket_id} not updated",
+            )
+        updated = await system.update(p.ticket_id, changes)
+        ctx.record_action(action)
         return PipeResult.success({"value": ticket_data(updated), "changed": changed})
 
 
@@ -151,7 +179,8 @@ class NoteParams(ParamsModel):
 class AddNotePipe(Pipe[NoteParams]):
     """Adds an internal note (never visible to the customer) ending in a marker line
     ``[otai:MARKER]``. A ticket that already has a note with the marker is skipped, so a
-    retried run never adds a second note. ``data.value`` is the note's id."""
+    retried run never adds a second note. ``data.value`` is the note's id. The note is
+    recorded as an action; in a dry run it is recorded and not added."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
@@ -161,8 +190,18 @@ class AddNotePipe(Pipe[NoteParams]):
         for note in await system.notes(p.ticket_id):
             if tag in note.body:
                 return PipeResult.skip(f"ticket {p.ticket_id} already has note {marker!r}")
+        if ctx.dry_run:
+            ctx.record_action(
+                Action.note_added(p.ticket_id, p.ticket_system, p.body, marker=marker)
+            )
+            return PipeResult.success(
+                {"value": None, "marker": marker}, f"dry run: no note added to {p.ticket_id}"
+            )
         added = await system.add_note(
             p.ticket_id, Note(subject=p.subject, body=f"{p.body}\n\n{tag}")
+        )
+        ctx.record_action(
+            Action.note_added(p.ticket_id, p.ticket_system, p.body, note_id=added.id, marker=marker)
         )
         return PipeResult.success({"value": added.id, "marker": marker})
 
@@ -181,7 +220,8 @@ class CreateParams(ParamsModel):
 
 
 class CreateTicketPipe(Pipe[CreateParams]):
-    """Opens a ticket. ``data.value`` is the new ticket."""
+    """Opens a ticket. ``data.value`` is the new ticket. Recorded as an action; in a dry run
+    it is recorded and not opened (``data.value`` then has no ``id``)."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
@@ -198,5 +238,12 @@ class CreateTicketPipe(Pipe[CreateParams]):
                 priority=p.priority,
                 requester=p.requester,
             )
+        if ctx.dry_run:
+            ctx.record_action(Action.ticket_created(None, p.ticket_system, new.subject))
+            return PipeResult.success(
+                {"value": {**new.model_dump(mode="json"), "id": None}},
+                "dry run: no ticket created",
+            )
         created = await system.create(new)
+        ctx.record_action(Action.ticket_created(created.id, p.ticket_system, new.subject))
         return PipeResult.success({"value": ticket_data(created)})

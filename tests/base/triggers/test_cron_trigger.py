@@ -22,8 +22,8 @@ from open_ticket_ai.base.triggers.cron_trigger import (
     local_zone,
     zone_named,
 )
-from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.registry import Registry
+from open_ticket_ai.core.triggers.base import Trigger
 from open_ticket_ai.errors import ConfigError
 
 ZONES = ["Europe/Berlin", "America/New_York", "America/Santiago", "Australia/Lord_Howe"]
@@ -417,7 +417,7 @@ def test_no_fire_is_missed_around_a_change(data: st.DataObject, cron: str, zone:
 
 
 def test_late_cron_fires_are_skipped_after_max_lateness() -> None:
-    from open_ticket_ai.core.orchestration.timing import timing_of
+    from open_ticket_ai.core.triggers.timing import timing_of
 
     default = CronTrigger(CronParams.model_validate({"cron": "* * * * *"}), id="c")
     assert timing_of(default).max_lateness == 60.0

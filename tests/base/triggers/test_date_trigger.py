@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from open_ticket_ai import build, parse_config
 from open_ticket_ai.base.triggers.date_trigger import DateParams, DateTrigger
-from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.registry import Registry
+from open_ticket_ai.core.triggers.base import Trigger
 
 AT = datetime(2030, 6, 1, 9, 0, tzinfo=timezone(timedelta(hours=2)))
 T = AT.timestamp()

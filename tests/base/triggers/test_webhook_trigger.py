@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.core.orchestration.otai_process import OtaiProcess
 from tests.support.http_server import HttpServer, Reply
+from tests.support.otai_process import OtaiProcess
 
 from open_ticket_ai import ConfigError, build, parse_config
 

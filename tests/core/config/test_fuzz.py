@@ -149,7 +149,7 @@ SCALARS = st.one_of(
             "open_ticket_ai.base:CompositePipe",
             "open_ticket_ai.base.interval_trigger:IntervalTrigger",
             "open_ticket_ai.core.pipes.pipe:Pipe",
-            "open_ticket_ai.core.orchestration.trigger:Trigger",
+            "open_ticket_ai.core.triggers.base:Trigger",
             "open_ticket_ai.core.services:Service",
             "os:path",
             "30s",

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from open_ticket_ai.base import CompositePipe, ExpressionPipe, IntervalTrigger
-from open_ticket_ai.cli import cli
+from open_ticket_ai.cli.main import cli
 from open_ticket_ai.core.config import AppConfig, find_config, load_config, parse_config
 from open_ticket_ai.core.config.loader import ENV_VAR
 from open_ticket_ai.core.factory import build

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from open_ticket_ai.base import ExpressionPipe, HttpRequestPipe
-from open_ticket_ai.cli import cli
+from open_ticket_ai.cli.main import cli
 from open_ticket_ai.core.config import parse_config
 from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.errors import ConfigError, Problem

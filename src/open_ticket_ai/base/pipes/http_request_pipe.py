@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import ssl
 from typing import Any, Literal
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.durations import Duration, format_duration
-from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import PipeContext
+from open_ticket_ai import Action, Duration, ParamsModel, Pipe, PipeContext, PipeResult
+from open_ticket_ai.core.durations import format_duration
+from open_ticket_ai.core.pipes.records import redact_url
 
 __all__ = ["HttpRequestParams", "HttpRequestPipe"]
 
@@ -101,16 +101,32 @@ def _header_text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) else value
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: not recorded as actions, and sent in a dry run too."""
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds: once per process, not per request.
+    return ssl.create_default_context()
+
+
 class HttpRequestPipe(Pipe[HttpRequestParams]):
     """Sends the request. Result ``data``: ``status``, ``headers``, ``json`` (when the response
     is JSON) and ``text``. A status outside ``expect_status`` is a failed result naming the URL
     (with the data); a connection error or a timeout is a failed result whose ``error`` is the
-    httpx exception, so ``retry: {on: [ConnectError]}`` can name it."""
+    httpx exception, so ``retry: {on: [ConnectError]}`` can name it. A request other than
+    GET, HEAD or OPTIONS is recorded as an action; in a dry run it is not sent (the step is
+    skipped)."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
+        changes = p.method not in _SAFE_METHODS
+        if changes and ctx.dry_run:
+            ctx.record_action(Action.http_request(p.method, p.url, None))
+            return PipeResult.skip(f"dry run: {p.method} {redact_url(p.url)} not sent")
         try:
-            async with httpx.AsyncClient(timeout=p.timeout) as client:
+            async with httpx.AsyncClient(timeout=p.timeout, verify=_tls_context()) as client:
                 response = await client.request(
                     p.method,
                     p.url,
@@ -125,6 +141,8 @@ class HttpRequestPipe(Pipe[HttpRequestParams]):
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return PipeResult.failure(f"{p.method} {p.url}: {type(exc).__name__}: {exc}", error=exc)
+        if changes:
+            ctx.record_action(Action.http_request(p.method, p.url, response.status_code))
         data: dict[str, Any] = {
             "status": response.status_code,
             "headers": dict(response.headers),

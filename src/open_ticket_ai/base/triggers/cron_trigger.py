@@ -25,8 +25,8 @@ from pydantic import AfterValidator, Field
 
 from open_ticket_ai.core.component import ParamsModel
 from open_ticket_ai.core.durations import Duration
-from open_ticket_ai.core.orchestration.timing import Timing
-from open_ticket_ai.core.orchestration.trigger import TimeTrigger
+from open_ticket_ai.core.triggers.base import TimeTrigger
+from open_ticket_ai.core.triggers.timing import Timing
 
 __all__ = [
     "CronExpression",

@@ -9,8 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from open_ticket_ai.core.component import ParamsModel
 from open_ticket_ai.core.durations import Duration, parse_duration
-from open_ticket_ai.core.orchestration.timing import Timing
-from open_ticket_ai.core.orchestration.trigger import TimeTrigger
+from open_ticket_ai.core.triggers.base import TimeTrigger
+from open_ticket_ai.core.triggers.timing import Timing
 
 __all__ = ["IntervalParams", "IntervalTrigger"]
 

@@ -7,11 +7,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.orchestration.http_messages import log_refusals
-from open_ticket_ai.core.orchestration.trigger import EventTrigger, TriggerHost
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.errors import ComponentError
+from open_ticket_ai import ComponentError, EventTrigger, ParamsModel, RunEnded, TriggerHost
 
 __all__ = ["RunnerFinishedParams", "RunnerFinishedTrigger"]
 
@@ -55,13 +51,14 @@ class RunnerFinishedTrigger(EventTrigger[RunnerFinishedParams]):
                 f"{self.params.runner!r}, which is not configured (runners: {known})"
             )
 
-        def on_finished(runner_id: str, result: PipeResult) -> None:
-            if runner_id != self.params.runner:
+        def on_finished(event: RunEnded) -> None:
+            if event.runner != self.params.runner or event.result is None:
                 return
-            if self.params.status != "any" and result.status != self.params.status:
+            status = event.result.status  # a timed-out run's result is a failure
+            if self.params.status != "any" and status != self.params.status:
                 return
-            payload = {"runner": runner_id, "status": result.status, "message": result.message}
-            log_refusals(self.id, host.fire(payload))
+            payload = {"runner": event.runner, "status": status, "message": event.result.message}
+            host.fire(payload)
 
         # The subscription is the whole job: no task needs to stay behind it.
         host.subscribe_run_finished(on_finished)

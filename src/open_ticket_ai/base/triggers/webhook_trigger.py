@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.orchestration import events
-from open_ticket_ai.core.orchestration.http_messages import (
+from open_ticket_ai.core.triggers.base import EventTrigger, TriggerHost
+from open_ticket_ai.http.messages import (
     HttpRequest,
     HttpResponse,
     bearer_matches,
     error_response,
     fire_response,
 )
-from open_ticket_ai.core.orchestration.trigger import EventTrigger, TriggerHost
 
-__all__ = ["SIGNATURE_HEADER", "WEBHOOK_UNAUTHORIZED", "WebhookParams", "WebhookTrigger"]
+__all__ = ["SIGNATURE_HEADER", "WebhookParams", "WebhookTrigger"]
 
 SIGNATURE_HEADER = "x-signature-256"
-WEBHOOK_UNAUTHORIZED = "webhook.unauthorized"
-"""Event: a request to a webhook failed authentication (nothing was fired)."""
 
 
 class WebhookParams(ParamsModel):
@@ -81,15 +77,6 @@ class WebhookTrigger(EventTrigger[WebhookParams]):
         return hmac.compare_digest(given.encode(), wanted.encode())
 
     def _unauthorized(self, request: HttpRequest, message: str) -> HttpResponse:
-        events.emit(
-            logging.WARNING,
-            WEBHOOK_UNAUTHORIZED,
-            "webhook %r: request from %s refused: %s",
-            self.id,
-            request.client or "?",
-            message,
-            trigger=self.id,
-            client=request.client,
-        )
+        # The listener publishes ``webhook.unauthorized`` for every 401 of a hook.
         headers = {"www_authenticate": "Bearer"} if self.params.auth == "bearer" else {}
         return error_response(401, message, **headers)

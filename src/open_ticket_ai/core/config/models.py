@@ -11,6 +11,7 @@ from open_ticket_ai.core.durations import Duration
 __all__ = [
     "AppConfig",
     "HttpListenerConfig",
+    "LedgerConfig",
     "OrchestratorConfig",
     "PipeConfig",
     "RetryConfig",
@@ -122,6 +123,19 @@ class HttpListenerConfig(_ConfigModel):
     max_body_bytes: int = Field(1_048_576, ge=1)
 
 
+class LedgerConfig(_ConfigModel):
+    """Where the run ledger is kept and for how long. ``ledger: false`` turns it off."""
+
+    enabled: bool = True
+    path: str | None = None
+    """A SQLite file; relative to the config file's directory. Default
+    ``var/otai-ledger.sqlite`` there (a config given as text, not a file, has no default)."""
+    retention: Duration = Field(30 * 86400.0, gt=0)
+    """Runs older than this are pruned (in the background)."""
+    max_runs: int = Field(1_000_000, ge=1)
+    """At most this many runs are kept, whatever their age."""
+
+
 class OrchestratorConfig(_ConfigModel):
     """The runners and how the orchestrator runs them."""
 
@@ -135,6 +149,17 @@ class OrchestratorConfig(_ConfigModel):
     a second ``otai run`` with the same file refuse to start."""
     watchdog: Duration | None = Field(default=None, gt=0)
     """Log which runner and step ran when the event loop was blocked longer than this."""
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    """The record of every run, its actions and decisions (``otai runs``)."""
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _ledger_switch(cls, value: Any) -> Any:
+        if value is False:
+            return {"enabled": False}
+        if value is True or value is None:
+            return {}
+        return value
 
 
 class ServiceDefinition(_ConfigModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from open_ticket_ai.core.pipes.records import RunJournal
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.errors import TemplateError
@@ -71,8 +72,11 @@ class RunContext:
         env: Mapping[str, str] | None = None,
         results: RunResults | None = None,
         extra: Mapping[str, Any] | None = None,
+        journal: RunJournal | None = None,
     ) -> None:
         self.runner = runner
+        self.journal = journal if journal is not None else RunJournal.recording()
+        """The run's steps, actions and decisions (shared with its ``for_each`` items)."""
         self.trigger = trigger
         self.services: Mapping[str, Service[Any]] = services or {}
         self.results = results if results is not None else RunResults()
@@ -91,7 +95,13 @@ class RunContext:
             env=self._env,
             results=RunResults(self.results),
             extra={**(self._extra or {}), "item": item, "loop": loop},
+            journal=self._item_journal(),
         )
+
+    def _item_journal(self) -> RunJournal:
+        if self.journal.steps is None:
+            return self.journal
+        return self.journal.for_items()
 
     @property
     def template_vars(self) -> dict[str, Any]:

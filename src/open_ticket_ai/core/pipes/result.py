@@ -1,12 +1,22 @@
-"""PipeResult: what a pipe reports."""
+"""PipeResult: what a pipe reports, and PipeStatus, its outcome."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["PipeResult"]
+__all__ = ["PipeResult", "PipeStatus"]
+
+
+class PipeStatus(StrEnum):
+    """A pipe result's outcome. A ``StrEnum``: it compares equal to its value
+    (``"succeeded"``), so templates and configs may use the plain words."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,26 +27,26 @@ class PipeResult:
     reads ``data[key]``. ``error`` holds the exception behind a failure, for logs.
     """
 
-    succeeded: bool
-    skipped: bool = False
+    status: PipeStatus
     message: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
     error: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
-    def failed(self) -> bool:
-        return not self.succeeded and not self.skipped
+    def succeeded(self) -> bool:
+        return self.status is PipeStatus.SUCCEEDED
 
     @property
-    def status(self) -> str:
-        """``"succeeded"``, ``"failed"`` or ``"skipped"``."""
-        if self.succeeded:
-            return "succeeded"
-        return "skipped" if self.skipped else "failed"
+    def failed(self) -> bool:
+        return self.status is PipeStatus.FAILED
+
+    @property
+    def skipped(self) -> bool:
+        return self.status is PipeStatus.SKIPPED
 
     @classmethod
     def success(cls, data: Mapping[str, Any] | None = None, message: str = "") -> PipeResult:
-        return cls(succeeded=True, message=message, data=dict(data or {}))
+        return cls(PipeStatus.SUCCEEDED, message, dict(data or {}))
 
     @classmethod
     def failure(
@@ -45,8 +55,8 @@ class PipeResult:
         data: Mapping[str, Any] | None = None,
         error: BaseException | None = None,
     ) -> PipeResult:
-        return cls(succeeded=False, message=message, data=dict(data or {}), error=error)
+        return cls(PipeStatus.FAILED, message, dict(data or {}), error)
 
     @classmethod
     def skip(cls, message: str = "", data: Mapping[str, Any] | None = None) -> PipeResult:
-        return cls(succeeded=False, skipped=True, message=message, data=dict(data or {}))
+        return cls(PipeStatus.SKIPPED, message, dict(data or {}))

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -18,7 +20,8 @@ from open_ticket_ai.core.config.yaml_source import format_path
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.context import RunContext, RunResults, TriggerRef
 from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.pipes.records import Action, Decision, StepReport
+from open_ticket_ai.core.pipes.result import PipeResult, PipeStatus
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.core.templates import (
     CompiledTemplate,
@@ -30,6 +33,7 @@ from open_ticket_ai.core.templates import (
 from open_ticket_ai.errors import ComponentError, PipeError, TemplateError
 
 __all__ = [
+    "CURRENT_STEP",
     "PipeContext",
     "PipeSpec",
     "RunContext",
@@ -40,6 +44,12 @@ __all__ = [
 ]
 
 _MISSING: Any = object()
+
+CURRENT_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "otai_current_step", default=None
+)
+"""The config path of the step a task executes (the watchdog reads it from a blocked task)."""
+
 ServiceT = TypeVar("ServiceT", bound=Service[Any])
 
 
@@ -101,6 +111,23 @@ class PipeContext:
     def result(self, id: str) -> PipeResult | None:
         return self.run.results.get(id)
 
+    @property
+    def dry_run(self) -> bool:
+        """True in ``otai run --dry-run``: a pipe that changes the outside world then records
+        the action it would take (:meth:`record_action`) and changes nothing."""
+        return self.run.journal.dry_run
+
+    def record_action(self, action: Action) -> None:
+        """Report a change this pipe made outside the process (or, in a dry run, would
+        make): it is kept with the run, counted in its summary line and stored in the
+        ledger."""
+        journal = self.run.journal
+        journal.actions.append(replace(action, step=self.spec.path, dry_run=journal.dry_run))
+
+    def record_decision(self, decision: Decision) -> None:
+        """Report a classification this pipe made (label, confidence, fallback)."""
+        self.run.journal.decisions.append(replace(decision, step=self.spec.path))
+
     def service(self, id: str, kind: type[ServiceT]) -> ServiceT:
         """The shared service ``id``, checked to be a ``kind``."""
         found = self.run.services.get(id)
@@ -124,16 +151,42 @@ async def execute_pipe(
     """Run one pipe by the step rules and record its result under its id."""
     parent = parent if parent is not None else _NO_PARENT
     if spec.for_each is not None:
-        result = await _for_each(spec, run, parent)
+        started = time.monotonic()
+        result, items = await _for_each(spec, run, parent)
         run.results[spec.id] = result
+        steps = run.journal.steps
+        if steps is not None:
+            steps.append(
+                StepReport(
+                    spec.path,
+                    spec.id,
+                    result.status,
+                    time.monotonic() - started,
+                    1,
+                    result.message,
+                    items,
+                )
+            )
         return result
     return await _execute(spec, run, parent)
 
 
 async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
+    token = CURRENT_STEP.set(spec.path)
+    try:
+        return await _execute_step(spec, run, parent)
+    finally:
+        CURRENT_STEP.reset(token)
+
+
+async def _execute_step(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
+    steps = run.journal.steps
+    started = time.monotonic() if steps is not None else 0.0
     prepared = _prepare(spec, run, parent)
     if isinstance(prepared, PipeResult):
         run.results[spec.id] = prepared
+        if steps is not None:
+            steps.append(StepReport(spec.path, spec.id, prepared.status, 0.0, 0, prepared.message))
         return prepared
     params, raw = prepared
     retry = spec.retry
@@ -152,6 +205,17 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
             f"{result.message} (after {attempt} attempts)", result.data, result.error
         )
     run.results[spec.id] = result
+    if steps is not None:
+        steps.append(
+            StepReport(
+                spec.path,
+                spec.id,
+                result.status,
+                time.monotonic() - started,
+                attempt,
+                result.message,
+            )
+        )
     return result
 
 
@@ -162,22 +226,25 @@ def _unmet_dependency(spec: PipeSpec, run: RunContext) -> PipeResult | None:
     return None
 
 
-async def _for_each(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
-    """Run the pipe once per item; one item's failure is recorded and the others go on."""
+async def _for_each(
+    spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]
+) -> tuple[PipeResult, tuple[PipeStatus, ...]]:
+    """Run the pipe once per item; one item's failure is recorded and the others go on.
+    Returns the result and each item's status."""
     unmet = _unmet_dependency(spec, run)
     if unmet is not None:
-        return unmet
+        return unmet, ()
     try:
         if isinstance(spec.for_each, CompiledTemplate):
             items = spec.for_each.render({**run.template_vars, "parent": parent, "params": parent})
         else:
             items = spec.for_each
     except (TemplateError, FailRequested) as exc:
-        return PipeResult.failure(str(exc), error=exc)
+        return PipeResult.failure(str(exc), error=exc), ()
     if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
         return PipeResult.failure(
             f"{spec.path}.for_each: must give a list, got {type(items).__name__}"
-        )
+        ), ()
     items = list(items)
     outcomes: list[dict[str, Any]] = []
     first_failure: tuple[int, PipeResult] | None = None
@@ -202,14 +269,15 @@ async def _for_each(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) 
     for outcome in outcomes:
         counts[outcome["status"]] += 1
     data = {"items": outcomes, "count": len(items), **counts}
+    statuses = tuple(outcome["status"] for outcome in outcomes)
     if first_failure is not None:
         index, failed = first_failure
         return PipeResult.failure(
             f"{counts['failed']} of {len(items)} items failed; item {index}: {failed.message}",
             data,
             failed.error,
-        )
-    return PipeResult.success(data)
+        ), statuses
+    return PipeResult.success(data), statuses
 
 
 def _prepare(

@@ -1,0 +1,205 @@
+"""The ``otai`` command. Signal handling and logging set-up live here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+
+from open_ticket_ai.cli.demo import demo
+from open_ticket_ai.cli.log_format import configure_logging
+from open_ticket_ai.cli.once import print_run
+from open_ticket_ai.cli.runs import runs
+from open_ticket_ai.cli.status import status_command
+from open_ticket_ai.cli.tickets import tickets
+from open_ticket_ai.cli.train import train_command
+from open_ticket_ai.cli.trigger import trigger_command
+from open_ticket_ai.core.config.loader import load_config
+from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
+from open_ticket_ai.core.durations import parse_duration
+from open_ticket_ai.core.factory import CompiledConfig, build
+from open_ticket_ai.core.pipes.run import worker_threads
+from open_ticket_ai.errors import OpenTicketAIError
+from open_ticket_ai.http.listener import start_listener
+from open_ticket_ai.runtime.events import RunEnded
+from open_ticket_ai.runtime.orchestrator import Orchestrator
+from open_ticket_ai.runtime.startup import prepare
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+config_argument = click.argument("config", required=False, type=click.Path(dir_okay=False))
+
+
+def _build(config: str | None) -> CompiledConfig:
+    try:
+        return build(load_config(config))
+    except OpenTicketAIError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group()
+@click.version_option(package_name="open-ticket-ai")
+def cli() -> None:
+    """open-ticket-ai: keeps helpdesk automation pipelines running on time."""
+
+
+@cli.command()
+@config_argument
+def validate(config: str | None) -> None:
+    """Check CONFIG (default: $OTAI_CONFIG, else ./config.yml) and exit 0 if it is valid."""
+    compiled = _build(config)
+    runners = len(compiled.runners)
+    click.echo(
+        f"{compiled.loaded.source.file}: ok, {runners} runner{'s' if runners != 1 else ''}, "
+        f"{len(compiled.triggers)} trigger{'s' if len(compiled.triggers) != 1 else ''}, "
+        f"{compiled.pipe_count} pipe{'s' if compiled.pipe_count != 1 else ''}"
+    )
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file (for editor completion)."""
+    app = AppConfig.model_json_schema(by_alias=True)
+    orchestrator = OrchestratorConfig.model_json_schema(by_alias=True)
+    document: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "open-ticket-ai config",
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"open_ticket_ai": {"$ref": "#/$defs/AppConfig"}},
+                "required": ["open_ticket_ai"],
+                "additionalProperties": False,
+            },
+            {"$ref": "#/$defs/AppConfig"},
+            {"$ref": "#/$defs/OrchestratorConfig"},
+        ],
+        "$defs": {
+            **app.pop("$defs", {}),
+            **orchestrator.pop("$defs", {}),
+            "AppConfig": app,
+            "OrchestratorConfig": orchestrator,
+        },
+    }
+    click.echo(json.dumps(document, indent=2))
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@config_argument
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+)
+@click.option(
+    "--shutdown-timeout",
+    callback=_duration,
+    help="How long running executions may finish after SIGINT/SIGTERM (default: the config's "
+    "orchestrator.shutdown_timeout, 30s).",
+)
+@click.option(
+    "--once",
+    "once",
+    metavar="RUNNER_ID",
+    help="Run this runner's pipeline now, print each step's status and value, and exit 0 when "
+    "it succeeded, 1 when not.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Change nothing outside: ticket updates, notes, new tickets and non-GET HTTP requests "
+    "are recorded as what they would do, and not done.",
+)
+def run(
+    config: str | None,
+    log_level: str,
+    log_format: str,
+    shutdown_timeout: float | None,
+    once: str | None,
+    dry_run: bool,
+) -> None:
+    """Run the runners of CONFIG until SIGINT/SIGTERM (or until one-time runners finish)."""
+    configure_logging(log_level, log_format)
+    try:
+        orchestrator = prepare(
+            lambda: load_config(config),
+            shutdown_timeout=shutdown_timeout,
+            listener=start_listener,
+            dry_run=dry_run,
+        )
+    except OpenTicketAIError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        code = asyncio.run(_serve(orchestrator, once))
+    except OpenTicketAIError as exc:
+        logging.getLogger("open_ticket_ai").error("%s", exc)
+        code = 1
+    if orchestrator.stubborn or worker_threads.busy:
+        # Runs that ignore cancellation, and sync pipes blocked in worker threads, would keep
+        # the interpreter from exiting: they were given their deadline and are abandoned.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+class _WorkerPool(ThreadPoolExecutor):
+    """The loop's default executor: shutting it down never waits for a blocked thread."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=True)
+
+
+async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(_WorkerPool(thread_name_prefix="otai-sync-pipe"))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, orchestrator.request_stop)
+    try:
+        if once is not None:
+            ended: list[RunEnded] = []
+            orchestrator.bus.subscribe(ended.append, RunEnded, name="once")
+            result = await orchestrator.run_once(once)
+            if ended:
+                print_run(ended[-1])
+            return 0 if result.succeeded else 1
+        return await orchestrator.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+cli.add_command(tickets)
+cli.add_command(train_command, "train")
+cli.add_command(demo)
+cli.add_command(trigger_command)
+cli.add_command(runs)
+cli.add_command(status_command)
+
+
+def main() -> None:
+    cli(prog_name="otai")

@@ -1,1 +1,0 @@
-"""Runners, triggers and the orchestrator."""

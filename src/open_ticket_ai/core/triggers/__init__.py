@@ -1,0 +1,1 @@
+"""Trigger base classes and the timing rules of time triggers."""

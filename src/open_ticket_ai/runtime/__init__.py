@@ -1,0 +1,1 @@
+"""The runtime: orchestrator, runners, schedules, events, state, stats, watchdog."""

@@ -1,0 +1,66 @@
+"""Control: the narrow interface through which the HTTP side (and anything else outside the
+runtime) steers a running orchestrator. The orchestrator implements it; the HTTP package
+depends on this protocol only, so the runtime never imports the HTTP side."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any, Protocol
+
+from open_ticket_ai.core.config.models import HttpListenerConfig
+from open_ticket_ai.core.triggers.base import FireOutcome, Trigger
+from open_ticket_ai.runtime.events import EventBus, RunEnded
+from open_ticket_ai.runtime.health import RunnerHealth
+
+__all__ = ["Control", "Listener", "ListenerFactory"]
+
+
+class Control(Protocol):
+    """What a listener may ask of a running orchestrator."""
+
+    @property
+    def bus(self) -> EventBus:
+        """Every event of the orchestrator, for subscribers outside the runtime."""
+        ...
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment templates in settings may read (``orchestrator.http.token``)."""
+        ...
+
+    @property
+    def runner_ids(self) -> Collection[str]: ...
+
+    def trigger(self, trigger_id: str) -> Trigger[Any] | None:
+        """The configured trigger ``trigger_id``, if any."""
+        ...
+
+    def fire(self, trigger_id: str, payload: Any = None) -> list[FireOutcome]:
+        """Fire every runner listing ``trigger_id`` now; refusals are published."""
+        ...
+
+    def fire_runner(self, runner_id: str, payload: Any = None) -> FireOutcome:
+        """Fire one runner now, as the trigger ``manual``."""
+        ...
+
+    def subscribe_run_finished(self, callback: Callable[[RunEnded], None]) -> None: ...
+
+    def health(self) -> dict[str, RunnerHealth]:
+        """Each runner's state, by runner id."""
+        ...
+
+    def next_fires(self) -> dict[str, float]:
+        """Per runner with a time trigger, the POSIX time of its next fire."""
+        ...
+
+
+class Listener(Protocol):
+    """A started listener: the orchestrator stops it first at shutdown."""
+
+    port: int
+
+    async def stop(self) -> None: ...
+
+
+ListenerFactory = Callable[[HttpListenerConfig, Control], Awaitable[Listener]]
+"""Starts a listener for a running orchestrator (``open_ticket_ai.http.start_listener``)."""

@@ -1,0 +1,1060 @@
+"""Run events: every event the runtime emits, as frozen records with typed fields, each with
+its stable name, and the :class:`EventBus` that delivers them to subscribers.
+
+Logging is one subscriber among several (:class:`LogSubscriber`: text or JSON lines with the
+event's name and fields); runner counters, the state file, the ledger and
+``RunnerFinishedTrigger`` are others. No event name exists as a string anywhere else.
+
+Times: ``started``/``scheduled``/``ended`` are POSIX seconds (wall clock, for people and
+files); durations are seconds. Log fields keep their names: ``duration_ms`` and the like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from open_ticket_ai.core.pipes.records import Action, Decision, StepReport
+from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.triggers.base import FireOutcome, FireStatus
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = [
+    "HTTP_REQUEST",
+    "LOOP_BLOCKED",
+    "ORCHESTRATOR_LISTENING",
+    "ORCHESTRATOR_READY",
+    "ORCHESTRATOR_STOPPED",
+    "ORCHESTRATOR_STOPPING",
+    "RUNNER_SUMMARY",
+    "RUN_CANCELLED",
+    "RUN_CATCH_UP",
+    "RUN_FAILED",
+    "RUN_FINISHED",
+    "RUN_MISSED",
+    "RUN_QUEUED",
+    "RUN_SKIPPED",
+    "RUN_STARTED",
+    "RUN_STUCK",
+    "RUN_TIMEOUT",
+    "SERVICE_CLOSE_FAILED",
+    "SUBSCRIBER_FAILED",
+    "TRIGGER_FAILED",
+    "TRIGGER_REFUSED",
+    "WEBHOOK_UNAUTHORIZED",
+    "Event",
+    "EventBus",
+    "HttpConnectionFailed",
+    "HttpRequestFailed",
+    "HttpRequestServed",
+    "LedgerFailed",
+    "ListenerStarted",
+    "LogSubscriber",
+    "LoopBlocked",
+    "OrchestratorCancelling",
+    "OrchestratorDraining",
+    "OrchestratorReady",
+    "OrchestratorStopped",
+    "RunCancelled",
+    "RunCatchUp",
+    "RunEnded",
+    "RunFailed",
+    "RunFinished",
+    "RunMissed",
+    "RunOutcome",
+    "RunQueued",
+    "RunSkipped",
+    "RunStarted",
+    "RunStuck",
+    "RunTimeout",
+    "RunnerSummary",
+    "RunsStubborn",
+    "ServiceCloseFailed",
+    "SkipReason",
+    "StepReport",
+    "ThreadsAbandoned",
+    "TriggerFailed",
+    "TriggerRefused",
+    "WebhookUnauthorized",
+    "logger",
+    "payload_size",
+    "summarise",
+]
+
+logger = logging.getLogger("open_ticket_ai")
+
+RUN_STARTED = "run.started"
+RUN_FINISHED = "run.finished"
+RUN_FAILED = "run.failed"
+RUN_SKIPPED = "run.skipped"
+RUN_CANCELLED = "run.cancelled"
+RUN_QUEUED = "run.queued"
+RUN_MISSED = "run.missed"
+RUN_CATCH_UP = "run.catch_up"
+RUN_TIMEOUT = "run.timeout"
+RUN_STUCK = "run.stuck"
+TRIGGER_REFUSED = "trigger.refused"
+TRIGGER_FAILED = "trigger.failed"
+LOOP_BLOCKED = "loop.blocked"
+SERVICE_CLOSE_FAILED = "service.close_failed"
+ORCHESTRATOR_READY = "orchestrator.ready"
+ORCHESTRATOR_LISTENING = "orchestrator.listening"
+ORCHESTRATOR_STOPPING = "orchestrator.stopping"
+ORCHESTRATOR_STOPPED = "orchestrator.stopped"
+RUNNER_SUMMARY = "runner.summary"
+WEBHOOK_UNAUTHORIZED = "webhook.unauthorized"
+HTTP_REQUEST = "http.request"
+LEDGER_FAILED = "ledger.failed"
+SUBSCRIBER_FAILED = "bus.subscriber_failed"
+
+
+class RunOutcome(StrEnum):
+    """How a run ended."""
+
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    STUCK = "stuck"
+
+
+class SkipReason(StrEnum):
+    """Why a fire did not start a run."""
+
+    RUNNING = "running"
+    """The previous run still runs."""
+    QUEUE_FULL = "queue_full"
+    """``overlap: queue_one`` and a fire already waits."""
+    STOPPING = "stopping"
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """An event: a frozen record with a stable ``name`` and a log ``level``.
+
+    ``message()`` is the human line and ``fields()`` the structured fields of its log record;
+    both are computed only when a subscriber asks."""
+
+    name: ClassVar[str]
+    level: ClassVar[int] = logging.INFO
+
+    def message(self) -> str:
+        raise NotImplementedError
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def exc(self) -> BaseException | None:
+        """The exception whose traceback the log line carries, if any."""
+        return None
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    name: ClassVar[str] = RUN_STARTED
+    runner: str
+    trigger: str | None
+    run_id: str
+    started: float
+    scheduled: float | None = None
+    payload_size: int | None = None
+    dry_run: bool = False
+
+    def message(self) -> str:
+        return f"runner {self.runner!r} started (trigger {self.trigger or 'start'})"
+
+    def fields(self) -> dict[str, Any]:
+        return {"runner": self.runner, "trigger": self.trigger, "run_id": self.run_id}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnded(Event):
+    """A run ended: the base of :class:`RunFinished`, :class:`RunFailed`,
+    :class:`RunCancelled` and :class:`RunStuck`. ``result`` is None for cancelled and stuck
+    runs."""
+
+    runner: str
+    trigger: str | None
+    run_id: str
+    outcome: RunOutcome
+    started: float
+    duration: float
+    scheduled: float | None = None
+    payload_size: int | None = None
+    result: PipeResult | None = field(default=None, compare=False, repr=False)
+    results: Mapping[str, PipeResult] = field(default_factory=dict, compare=False, repr=False)
+    """Every step's result by step id (what ``otai run --once`` prints)."""
+    error: str | None = None
+    steps: Sequence[StepReport] = ()
+    actions: Sequence[Action] = ()
+    decisions: Sequence[Decision] = ()
+    dry_run: bool = False
+
+    @property
+    def ended(self) -> float:
+        return self.started + self.duration
+
+    def summary(self) -> str:
+        """What the run did to the outside world, in a few words ('' when nothing)."""
+        return summarise(self.actions, self.decisions)
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "runner": self.runner,
+            "trigger": self.trigger,
+            "run_id": self.run_id,
+            "duration_ms": _ms(self.duration),
+            "status": self.outcome.value,
+        }
+        if self.error is not None:
+            body["error"] = self.error
+        if self.actions or self.decisions:
+            body["actions"] = len(self.actions)
+            body["decisions"] = len(self.decisions)
+        if self.dry_run:
+            body["dry_run"] = True
+        return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished(RunEnded):
+    """A run ended without failing (its pipeline succeeded or was skipped)."""
+
+    name: ClassVar[str] = RUN_FINISHED
+
+    def message(self) -> str:
+        line = f"runner {self.runner!r} {self.outcome.value} in {_ms(self.duration)}ms"
+        if self.dry_run:
+            line += " (dry run)"
+        done = self.summary()
+        return f"{line}: {done}" if done else line
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFailed(RunEnded):
+    """A run failed (``outcome`` FAILED) or timed out (TIMED_OUT: already reported by
+    :class:`RunTimeout`, so logged at DEBUG)."""
+
+    name: ClassVar[str] = RUN_FAILED
+    level: ClassVar[int] = logging.ERROR
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def exc(self) -> BaseException | None:
+        return self.exception
+
+    def message(self) -> str:
+        line = f"runner {self.runner!r} failed after {_ms(self.duration)}ms: {self.error}"
+        done = self.summary()
+        return f"{line} ({done})" if done else line
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunCancelled(RunEnded):
+    name: ClassVar[str] = RUN_CANCELLED
+    level: ClassVar[int] = logging.WARNING
+
+    def message(self) -> str:
+        return f"runner {self.runner!r} cancelled after {self.duration:.3f}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStuck(RunEnded):
+    """A run ignored its timeout's cancellation for ``grace`` seconds and was abandoned."""
+
+    name: ClassVar[str] = RUN_STUCK
+    level: ClassVar[int] = logging.ERROR
+    grace: float = 0.0
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r}: run {self.run_id} ignored cancellation for "
+            f"{_duration(self.grace)} after its timeout; it is abandoned and the runner is "
+            "free again"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "trigger": self.trigger,
+            "run_id": self.run_id,
+            "running_ms": _ms(self.duration),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunTimeout(Event):
+    """A run passed its ``timeout`` and is being cancelled."""
+
+    name: ClassVar[str] = RUN_TIMEOUT
+    level: ClassVar[int] = logging.ERROR
+    runner: str
+    trigger: str | None
+    run_id: str
+    timeout: float
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r} timed out after {_duration(self.timeout)}; cancelling the run"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "trigger": self.trigger,
+            "run_id": self.run_id,
+            "timeout_ms": _ms(self.timeout),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunQueued(Event):
+    """A fire found its runner running and waits for it (``overlap: queue_one``)."""
+
+    name: ClassVar[str] = RUN_QUEUED
+    runner: str
+    trigger: str | None
+    current_run: str | None
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r}: fire of {self.trigger or 'start'} queued, runs when the "
+            f"current run ({self.current_run}) ends"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"runner": self.runner, "trigger": self.trigger}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSkipped(Event):
+    """A fire that did not run: the runner was busy, or the orchestrator is stopping."""
+
+    name: ClassVar[str] = RUN_SKIPPED
+    runner: str
+    trigger: str | None
+    reason: SkipReason
+    running_for: float | None = None
+    current_trigger: str | None = None
+    queued: bool = False
+    """True for a fire that had been queued and was dropped."""
+
+    def message(self) -> str:
+        fire = f"{'queued ' if self.queued else ''}fire of {self.trigger or 'start'}"
+        if self.reason is SkipReason.STOPPING:
+            return f"runner {self.runner!r}: {fire} dropped, the orchestrator is stopping"
+        return (
+            f"runner {self.runner!r}: {fire} skipped, the previous run "
+            f"({self.current_trigger or 'start'}) has been running for "
+            f"{self.running_for or 0.0:.3f}s"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"runner": self.runner, "trigger": self.trigger}
+        if self.running_for is not None:
+            body["running_ms"] = _ms(self.running_for)
+        body["reason"] = self.reason.value
+        return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunMissed(Event):
+    """Fires of a time trigger that passed without a run (late, or while stopped)."""
+
+    name: ClassVar[str] = RUN_MISSED
+    level: ClassVar[int] = logging.WARNING
+    runner: str
+    trigger: str
+    count: int
+    late: float
+    reason: str = "late"
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r}: {self.count} fire(s) of {self.trigger} missed "
+            f"({self.reason}, {self.late:.3f}s late)"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "trigger": self.trigger,
+            "count": self.count,
+            "late_ms": _ms(self.late),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunCatchUp(Event):
+    """A fire missed while the service was stopped runs now, once."""
+
+    name: ClassVar[str] = RUN_CATCH_UP
+    runner: str
+    trigger: str
+    late: float
+    missed: int
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r}: catching up the fire of {self.trigger} missed while "
+            f"stopped ({self.late:.3f}s ago)"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "trigger": self.trigger,
+            "late_ms": _ms(self.late),
+            "missed": self.missed,
+        }
+
+
+# -- triggers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerRefused(Event):
+    """A fire from outside (webhook, manual, another runner) that a runner refused."""
+
+    name: ClassVar[str] = TRIGGER_REFUSED
+    source: str
+    runner: str
+    outcome: FireStatus
+    reason: str | None
+
+    def message(self) -> str:
+        return f"{self.source}: runner {self.runner!r} not fired: {self.reason}"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "trigger": self.source,
+            "runner": self.runner,
+            "reason": self.reason,
+            "outcome": self.outcome.value,
+        }
+
+    @classmethod
+    def of(cls, source: str, outcome: FireOutcome) -> TriggerRefused:
+        return cls(
+            source=source, runner=outcome.runner, outcome=outcome.status, reason=outcome.reason
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerFailed(Event):
+    """An event trigger's task stopped with an error, or a run-ended subscriber raised."""
+
+    name: ClassVar[str] = TRIGGER_FAILED
+    level: ClassVar[int] = logging.ERROR
+    trigger: str | None
+    error: BaseException = field(compare=False)
+    runner: str | None = None
+
+    @property
+    def exc(self) -> BaseException | None:
+        return self.error
+
+    def message(self) -> str:
+        what = (
+            f"trigger {self.trigger!r} stopped" if self.trigger else "a run-ended subscriber failed"
+        )
+        return f"{what}: {type(self.error).__name__}: {self.error}"
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.trigger is not None:
+            body["trigger"] = self.trigger
+        if self.runner is not None:
+            body["runner"] = self.runner
+        return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookUnauthorized(Event):
+    name: ClassVar[str] = WEBHOOK_UNAUTHORIZED
+    level: ClassVar[int] = logging.WARNING
+    trigger: str
+    client: str
+    reason: str
+
+    def message(self) -> str:
+        return f"webhook {self.trigger!r}: request from {self.client or '?'} refused: {self.reason}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "client": self.client}
+
+
+# -- the process -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopBlocked(Event):
+    """The event loop was blocked; ``runner`` and ``step`` name what ran on it."""
+
+    name: ClassVar[str] = LOOP_BLOCKED
+    level: ClassVar[int] = logging.WARNING
+    blocked: float
+    runner: str | None
+    step: str | None
+    where: str | None
+
+    def message(self) -> str:
+        return (
+            f"the event loop has been blocked for {self.blocked:.3f}s (runner {self.runner}, "
+            f"step {self.step}, at {self.where})"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "blocked_ms": _ms(self.blocked),
+            "runner": self.runner,
+            "step": self.step,
+            "where": self.where,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceCloseFailed(Event):
+    name: ClassVar[str] = SERVICE_CLOSE_FAILED
+    level: ClassVar[int] = logging.ERROR
+    service: str
+    error: BaseException = field(compare=False)
+
+    @property
+    def exc(self) -> BaseException | None:
+        return self.error
+
+    def message(self) -> str:
+        return (
+            f"service {self.service!r} failed to close: {type(self.error).__name__}: {self.error}"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"service": self.service}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerFailed(Event):
+    """The ledger could not be written (reported once a minute at most); runs go on."""
+
+    name: ClassVar[str] = LEDGER_FAILED
+    level: ClassVar[int] = logging.ERROR
+    path: str
+    error: str
+    pending: int
+
+    def message(self) -> str:
+        return (
+            f"the run ledger {self.path} cannot be written ({self.error}); {self.pending} runs "
+            "wait to be recorded, runs go on"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error, "pending": self.pending}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorReady(Event):
+    name: ClassVar[str] = ORCHESTRATOR_READY
+    runners: int
+    triggers: int
+    one_time: int
+
+    def message(self) -> str:
+        return f"ready: runners={self.runners} triggers={self.triggers} one_time={self.one_time}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"runners": self.runners, "triggers": self.triggers}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerStarted(Event):
+    name: ClassVar[str] = ORCHESTRATOR_LISTENING
+    host: str
+    port: int
+
+    def message(self) -> str:
+        return f"listening on http://{self.host}:{self.port}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorDraining(Event):
+    """Shutdown waits for running runs."""
+
+    name: ClassVar[str] = ORCHESTRATOR_STOPPING
+    runners: tuple[str, ...]
+    timeout: float
+
+    def message(self) -> str:
+        return (
+            f"stopping: waiting up to {_duration(self.timeout)} for {len(self.runners)} "
+            f"running runs ({', '.join(self.runners)})"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"running": len(self.runners)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorCancelling(Event):
+    name: ClassVar[str] = ORCHESTRATOR_STOPPING
+    level: ClassVar[int] = logging.WARNING
+    runners: tuple[str, ...]
+
+    def message(self) -> str:
+        return f"cancelling {len(self.runners)} runs still running: {', '.join(self.runners)}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"cancelled": list(self.runners)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThreadsAbandoned(Event):
+    name: ClassVar[str] = ORCHESTRATOR_STOPPING
+    level: ClassVar[int] = logging.WARNING
+    count: int
+
+    def message(self) -> str:
+        return f"{self.count} sync pipes are still running in worker threads; they are abandoned"
+
+    def fields(self) -> dict[str, Any]:
+        return {"abandoned_threads": self.count}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunsStubborn(Event):
+    name: ClassVar[str] = ORCHESTRATOR_STOPPING
+    level: ClassVar[int] = logging.ERROR
+    runners: tuple[str, ...]
+    grace: float
+
+    def message(self) -> str:
+        return f"runs ignored cancellation for {_duration(self.grace)}: {', '.join(self.runners)}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"stubborn": list(self.runners)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrchestratorStopped(Event):
+    name: ClassVar[str] = ORCHESTRATOR_STOPPED
+
+    def message(self) -> str:
+        return "stopped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerSummary(Event):
+    """What one runner did while the orchestrator ran (logged at shutdown)."""
+
+    name: ClassVar[str] = RUNNER_SUMMARY
+    runner: str
+    runs: int
+    failures: int
+    skips: int
+    cancelled: int
+    missed: int
+    timeouts: int
+    stuck: int
+    mean: float
+    max: float
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r}: {self.runs} runs, {self.failures} failed, {self.skips} "
+            f"skipped, {self.missed} missed, {self.timeouts} timed out, {self.cancelled} "
+            f"cancelled, mean {self.mean * 1000:.1f}ms, max {self.max * 1000:.1f}ms"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "runs": self.runs,
+            "failures": self.failures,
+            "skips": self.skips,
+            "cancelled": self.cancelled,
+            "missed": self.missed,
+            "timeouts": self.timeouts,
+            "stuck": self.stuck,
+            "mean_ms": _ms(self.mean),
+            "max_ms": _ms(self.max),
+        }
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequestServed(Event):
+    name: ClassVar[str] = HTTP_REQUEST
+    level: ClassVar[int] = logging.DEBUG
+    method: str
+    path: str
+    status: int
+    client: str
+    duration: float
+
+    def message(self) -> str:
+        return f"{self.method} {self.path} -> {self.status} in {_ms(self.duration)}ms"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "client": self.client,
+            "duration_ms": _ms(self.duration),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequestFailed(Event):
+    """A route raised: the client got a 500."""
+
+    name: ClassVar[str] = HTTP_REQUEST
+    level: ClassVar[int] = logging.ERROR
+    method: str
+    path: str
+    error: BaseException = field(compare=False)
+
+    @property
+    def exc(self) -> BaseException | None:
+        return self.error
+
+    def message(self) -> str:
+        return f"{self.method} {self.path} failed: {type(self.error).__name__}: {self.error}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"method": self.method, "path": self.path}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConnectionFailed(Event):
+    name: ClassVar[str] = HTTP_REQUEST
+    level: ClassVar[int] = logging.ERROR
+    error: BaseException = field(compare=False)
+
+    @property
+    def exc(self) -> BaseException | None:
+        return self.error
+
+    def message(self) -> str:
+        return f"HTTP connection failed: {self.error}"
+
+
+# -- summaries -------------------------------------------------------------------------------
+
+
+def summarise(actions: Sequence[Action], decisions: Sequence[Decision]) -> str:
+    """``3 tickets; queue Billing 2, IT Support 1 (1 below threshold -> Review); 3 notes``."""
+    if not actions and not decisions:
+        return ""
+    tickets = {a.ticket_id for a in actions if a.ticket_id is not None}
+    tickets.update(d.ticket_id for d in decisions if d.ticket_id is not None)
+    by_field: dict[str, dict[str, int]] = {}
+    notes = created = requests = 0
+    for action in actions:
+        kind = action.kind.value
+        if kind == "ticket_updated":
+            for name, (_, after) in action.changes.items():
+                values = by_field.setdefault(name, {})
+                values[str(after)] = values.get(str(after), 0) + 1
+        elif kind == "note_added":
+            notes += 1
+        elif kind == "ticket_created":
+            created += 1
+        else:
+            requests += 1
+    below: dict[str, int] = {}
+    for decision in decisions:
+        if decision.below_threshold:
+            below[str(decision.used)] = below.get(str(decision.used), 0) + 1
+    parts = [f"{len(tickets)} ticket{'s' if len(tickets) != 1 else ''}"] if tickets else []
+    placed: set[str] = set()
+    for name, values in by_field.items():
+        text = f"{name} " + ", ".join(f"{v} {n}" for v, n in values.items())
+        fallbacks = [(used, n) for used, n in below.items() if used in values]
+        if fallbacks:
+            placed.update(used for used, _ in fallbacks)
+            text += " (" + ", ".join(f"{n} below threshold -> {u}" for u, n in fallbacks) + ")"
+        parts.append(text)
+    rest = [(used, n) for used, n in below.items() if used not in placed]
+    if rest:
+        parts.append(", ".join(f"{n} below threshold -> {u}" for u, n in rest))
+    if not by_field and decisions:
+        parts.append(f"{len(decisions)} decision{'s' if len(decisions) != 1 else ''}")
+    for count, word in ((notes, "note"), (created, "created"), (requests, "HTTP request")):
+        if count:
+            plural = "s" if count != 1 and word != "created" else ""
+            parts.append(f"{count} {word}{plural}")
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    from open_ticket_ai.core.durations import format_duration
+
+    return format_duration(seconds)
+
+
+# -- the bus ---------------------------------------------------------------------------------
+
+Subscriber = Callable[[Any], object]
+"""A callable taking one event. ``async def`` subscribers get their own queue and task."""
+
+REPORT_EVERY = 60.0
+"""Seconds between two reports of the same failing subscriber."""
+
+
+class _Subscription:
+    __slots__ = ("callback", "failures", "kinds", "last_report", "name", "suppressed")
+
+    def __init__(self, callback: Subscriber, kinds: tuple[type[Event], ...], name: str) -> None:
+        self.callback = callback
+        self.kinds = kinds
+        self.name = name
+        self.failures = 0
+        self.suppressed = 0
+        self.last_report = -float("inf")
+
+
+class _QueuedSubscription(_Subscription):
+    """An async subscriber: events wait in its own bounded queue for its own task, so a
+    slow one delays nothing but itself."""
+
+    __slots__ = ("dropped", "idle", "queue", "task", "wake")
+
+    def __init__(
+        self, callback: Subscriber, kinds: tuple[type[Event], ...], name: str, bound: int
+    ) -> None:
+        super().__init__(callback, kinds, name)
+        self.queue: deque[Event] = deque(maxlen=bound)
+        self.dropped = 0
+        self.task: asyncio.Task[None] | None = None
+        self.wake: asyncio.Event | None = None
+        self.idle: asyncio.Event | None = None
+
+
+class EventBus:
+    """Delivers each published event to every subscriber that wants its type.
+
+    Plain subscribers are called at once, in order of subscription, on the publisher's
+    thread: they must be quick (counting, formatting a line, appending to a buffer that
+    another thread writes). ``async def`` subscribers each get a bounded queue and a task of
+    their own. A subscriber that raises keeps its subscription; its failure is logged once
+    per minute at most, and no other subscriber and no run notices.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._subscriptions: list[_Subscription] = []
+        self._routes: dict[type[Event], tuple[_Subscription, ...]] = {}
+        self._clock = clock
+
+    def subscribe(
+        self,
+        callback: Subscriber,
+        *kinds: type[Event],
+        name: str | None = None,
+        bound: int = 10_000,
+    ) -> Callable[[], None]:
+        """Deliver events of ``kinds`` (default: every event) to ``callback``; returns a
+        function that ends the subscription."""
+        label = name or getattr(callback, "__qualname__", None) or repr(callback)
+        wanted = kinds or (Event,)
+        subscription: _Subscription
+        if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+            getattr(callback, "__call__", None)  # noqa: B004 - a callable object's method
+        ):
+            subscription = _QueuedSubscription(callback, wanted, label, bound)
+        else:
+            subscription = _Subscription(callback, wanted, label)
+        self._subscriptions.append(subscription)
+        self._routes.clear()
+
+        def unsubscribe() -> None:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+                self._routes.clear()
+                if isinstance(subscription, _QueuedSubscription) and subscription.task:
+                    subscription.task.cancel()
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        """Deliver ``event`` now (plain subscribers) or enqueue it (async ones)."""
+        kind = type(event)
+        route = self._routes.get(kind)
+        if route is None:
+            route = tuple(s for s in self._subscriptions if issubclass(kind, s.kinds))
+            self._routes[kind] = route
+        for subscription in route:
+            if isinstance(subscription, _QueuedSubscription):
+                self._enqueue(subscription, event)
+                continue
+            try:
+                subscription.callback(event)
+            except Exception as exc:
+                self._failed(subscription, event, exc)
+
+    @property
+    def subscribers(self) -> list[str]:
+        return [s.name for s in self._subscriptions]
+
+    async def aclose(self, grace: float = 1.0) -> None:
+        """Give async subscribers up to ``grace`` seconds for what waits for them, then
+        end their tasks."""
+        import asyncio
+
+        for subscription in self._subscriptions:
+            if not isinstance(subscription, _QueuedSubscription) or subscription.task is None:
+                continue
+            if subscription.queue and subscription.idle is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace):
+                        await subscription.idle.wait()
+            subscription.task.cancel()
+            await asyncio.gather(subscription.task, return_exceptions=True)
+            subscription.task = None
+
+    def _enqueue(self, subscription: _QueuedSubscription, event: Event) -> None:
+        import asyncio
+
+        if len(subscription.queue) == subscription.queue.maxlen:
+            subscription.dropped += 1
+        subscription.queue.append(event)
+        if subscription.task is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # delivered once a loop runs and another event arrives
+            subscription.wake = asyncio.Event()
+            subscription.idle = asyncio.Event()
+            subscription.task = loop.create_task(
+                self._drain(subscription), name=f"otai-subscriber:{subscription.name}"
+            )
+        assert subscription.wake is not None
+        assert subscription.idle is not None
+        subscription.idle.clear()
+        subscription.wake.set()
+
+    async def _drain(self, subscription: _QueuedSubscription) -> None:
+        assert subscription.wake is not None
+        assert subscription.idle is not None
+        while True:
+            await subscription.wake.wait()
+            subscription.wake.clear()
+            while subscription.queue:
+                event = subscription.queue.popleft()
+                try:
+                    await subscription.callback(event)  # type: ignore[misc]
+                except Exception as exc:
+                    self._failed(subscription, event, exc)
+            subscription.idle.set()
+
+    def _failed(self, subscription: _Subscription, event: Event, exc: Exception) -> None:
+        subscription.failures += 1
+        now = self._clock()
+        if now - subscription.last_report < REPORT_EVERY:
+            subscription.suppressed += 1
+            return
+        suppressed, subscription.suppressed = subscription.suppressed, 0
+        subscription.last_report = now
+        more = f" ({suppressed} more failures since the last report)" if suppressed else ""
+        # Straight to logging, not through the bus: a failing log subscriber must not loop.
+        logger.error(
+            "event subscriber %s failed on %s: %s: %s%s; it stays subscribed",
+            subscription.name,
+            event.name,
+            type(exc).__name__,
+            exc,
+            more,
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={
+                "event": SUBSCRIBER_FAILED,
+                "fields": {
+                    "subscriber": subscription.name,
+                    "on": event.name,
+                    "failures": subscription.failures,
+                },
+            },
+        )
+
+
+class LogSubscriber:
+    """Writes each event as a log record on the ``open_ticket_ai`` logger: ``event`` (the
+    name) and ``fields`` ride along for the text and JSON formatters. A run that ended
+    DEBUG-logs each of its actions and decisions too."""
+
+    def __init__(self, log: logging.Logger = logger) -> None:
+        self._log = log
+
+    def __call__(self, event: Event) -> None:
+        level = event.level
+        if isinstance(event, RunFailed) and event.outcome is RunOutcome.TIMED_OUT:
+            level = logging.DEBUG  # already reported by run.timeout
+        log = self._log
+        if log.isEnabledFor(level):
+            exc = event.exc
+            log.log(
+                level,
+                event.message(),
+                exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
+                extra={"event": event.name, "fields": event.fields()},
+            )
+        if (
+            isinstance(event, RunEnded)
+            and (event.actions or event.decisions)
+            and log.isEnabledFor(logging.DEBUG)
+        ):
+            self._details(event)
+
+    def _details(self, event: RunEnded) -> None:
+        for action in event.actions:
+            self._log.debug(
+                "run %s: %s",
+                event.run_id,
+                action.describe(),
+                extra={"event": event.name, "fields": {"run_id": event.run_id}},
+            )
+        for decision in event.decisions:
+            self._log.debug(
+                "run %s: %s",
+                event.run_id,
+                decision.describe(),
+                extra={"event": event.name, "fields": {"run_id": event.run_id}},
+            )
+
+
+def payload_size(payload: Any) -> int | None:
+    """The size in bytes of a trigger payload as JSON (None without one)."""
+    if payload is None:
+        return None
+    if isinstance(payload, bytes | str):
+        return len(payload)
+    import json
+
+    try:
+        return len(json.dumps(payload, default=str, separators=(",", ":")))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,87 @@
+"""HealthBoard: each runner's state as its events tell it (running, last run, counts), for
+``GET /health`` and ``otai status``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from open_ticket_ai.runtime.events import (
+    Event,
+    RunEnded,
+    RunOutcome,
+    RunSkipped,
+    RunStarted,
+)
+
+__all__ = ["WATCHED", "HealthBoard", "RunnerHealth"]
+
+WATCHED: tuple[type[Event], ...] = (RunStarted, RunEnded, RunSkipped)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerHealth:
+    """One runner's state: the run in progress (``running``, ``run_id``, since when), the
+    last ended run (``last_*``) and counts since start."""
+
+    running: bool = False
+    run_id: str | None = None
+    running_since: float | None = None
+    """POSIX time the current run started."""
+    runs: int = 0
+    failures: int = 0
+    skips: int = 0
+    last_status: str | None = None
+    """The last ended run's pipeline status (``succeeded``, ``failed``, ``skipped``), or
+    ``cancelled``/``stuck``."""
+    last_outcome: RunOutcome | None = None
+    last_started: float | None = None
+    last_duration: float | None = None
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        running_for = now - self.running_since if self.running_since is not None else 0.0
+        return {
+            "running": self.running,
+            "run_id": self.run_id,
+            "running_for_s": round(max(running_for, 0.0), 3) if self.running else 0.0,
+            "runs": self.runs,
+            "failures": self.failures,
+            "skips": self.skips,
+            "last_status": self.last_status,
+        }
+
+
+class HealthBoard:
+    """A subscriber (of :data:`WATCHED` events) that keeps a :class:`RunnerHealth` per
+    runner."""
+
+    def __init__(self, runner_ids: list[str]) -> None:
+        self.runners: dict[str, RunnerHealth] = {id: RunnerHealth() for id in runner_ids}
+
+    def __call__(self, event: Event) -> None:
+        runner = getattr(event, "runner", None)
+        current = self.runners.get(runner) if isinstance(runner, str) else None
+        if current is None or runner is None:
+            return
+        if isinstance(event, RunStarted):
+            self.runners[runner] = replace(
+                current,
+                running=True,
+                run_id=event.run_id,
+                running_since=event.started,
+                runs=current.runs + 1,
+            )
+        elif isinstance(event, RunEnded):
+            status = event.result.status.value if event.result is not None else event.outcome.value
+            self.runners[runner] = replace(
+                current,
+                running=False,
+                running_since=None,
+                failures=current.failures + (event.outcome is RunOutcome.FAILED),
+                last_status=status,
+                last_outcome=event.outcome,
+                last_started=event.started,
+                last_duration=event.duration,
+            )
+        elif isinstance(event, RunSkipped):
+            self.runners[runner] = replace(current, skips=current.skips + 1)

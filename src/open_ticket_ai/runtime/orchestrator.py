@@ -1,0 +1,491 @@
+"""Orchestrator: opens services, arms triggers, runs runners, and stops in two phases."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Collection, Mapping
+from functools import partial
+from typing import Any
+
+from open_ticket_ai.core.config.models import HttpListenerConfig
+from open_ticket_ai.core.factory import CompiledConfig
+from open_ticket_ai.core.memory import freeze_long_lived
+from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads
+from open_ticket_ai.core.triggers.base import (
+    CallbackHost,
+    EventTrigger,
+    FireOutcome,
+    FireStatus,
+    TimeTrigger,
+    Trigger,
+)
+from open_ticket_ai.errors import ComponentError
+from open_ticket_ai.runtime.arming import Armer
+from open_ticket_ai.runtime.control import Listener, ListenerFactory
+from open_ticket_ai.runtime.events import (
+    EventBus,
+    LedgerFailed,
+    LogSubscriber,
+    OrchestratorCancelling,
+    OrchestratorDraining,
+    OrchestratorReady,
+    OrchestratorStopped,
+    RunEnded,
+    RunFailed,
+    RunFinished,
+    RunOutcome,
+    RunQueued,
+    RunSkipped,
+    RunsStubborn,
+    RunStarted,
+    ThreadsAbandoned,
+    TriggerFailed,
+    TriggerRefused,
+)
+from open_ticket_ai.runtime.health import WATCHED, HealthBoard, RunnerHealth
+from open_ticket_ai.runtime.ledger import next_run_numbers, open_ledger, record_of
+from open_ticket_ai.runtime.runner import PipeRunner
+from open_ticket_ai.runtime.schedule import WALL_CLOCK_STEP, Schedule
+from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
+from open_ticket_ai.runtime.state import StateStore
+from open_ticket_ai.runtime.stats import COUNTED
+from open_ticket_ai.runtime.watchdog import LoopWatchdog
+
+__all__ = ["Orchestrator"]
+
+
+class Orchestrator:
+    """Keeps every runner on time with three guarantees.
+
+    - non-overlapping: a runner never runs twice at once (see :class:`PipeRunner`);
+    - error isolation: a failing or slow runner delays no other (each run is its own task,
+      sync pipes run in threads);
+    - clean lifecycle: services open before anything runs; :meth:`request_stop` stops firing,
+      lets running executions finish up to ``shutdown_timeout``, cancels the rest, then closes
+      services. A second :meth:`request_stop` cancels at once.
+    """
+
+    def __init__(
+        self,
+        compiled: CompiledConfig,
+        *,
+        shutdown_timeout: float | None = None,
+        cancel_timeout: float = 5.0,
+        lateness_probe: Callable[[float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        wall_step: float = WALL_CLOCK_STEP,
+        bus: EventBus | None = None,
+        dry_run: bool = False,
+        log: bool = True,
+        listener: ListenerFactory | None = None,
+    ) -> None:
+        settings = compiled.loaded.config.orchestrator
+        self.compiled = compiled
+        self.bus = bus if bus is not None else EventBus()
+        """Every event of this orchestrator and its runners is published here."""
+        if log:
+            self.bus.subscribe(LogSubscriber(), name="log")
+        self.dry_run = dry_run
+        self.shutdown_timeout = (
+            settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        )
+        self.cancel_timeout = cancel_timeout
+        self.lateness_probe = lateness_probe
+        self.wall_clock = wall_clock
+        """The wall clock of ``clock = "wall"`` triggers (injectable for tests)."""
+        self.wall_step = wall_step
+        self._rng = random.Random()
+        self.state = StateStore(settings.state_path) if settings.state_path else None
+        """The state file, locked from here until the run ends (see :meth:`close`)."""
+        self.watchdog = LoopWatchdog(settings.watchdog, self.bus) if settings.watchdog else None
+        self.ledger = open_ledger(compiled, self._ledger_failed)
+        """The run ledger's writer (None with ``ledger: false``)."""
+        numbers = next_run_numbers(self.ledger.store) if self.ledger is not None else {}
+        slots = (
+            asyncio.Semaphore(settings.max_concurrent_runs)
+            if settings.max_concurrent_runs is not None
+            else None
+        )
+        self.runners: dict[str, PipeRunner] = {
+            spec.id: PipeRunner(
+                spec,
+                services=compiled.services,
+                env=compiled.env,
+                bus=self.bus,
+                slots=slots,
+                stuck_grace=cancel_timeout,
+                dry_run=dry_run,
+                wall_clock=wall_clock,
+                first_run=numbers.get(spec.id, 1),
+            )
+            for spec in compiled.runners
+        }
+        if self.ledger is not None:
+            self.bus.subscribe(self._record, RunEnded, name="ledger")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.bus.subscribe(self._count, *COUNTED, name="stats")
+        self.board = HealthBoard(list(self.runners))
+        self.bus.subscribe(self.board, *WATCHED, name="health")
+        if self.state is not None:
+            self.bus.subscribe(
+                self._note_state,
+                RunStarted,
+                RunSkipped,
+                RunQueued,
+                RunFinished,
+                RunFailed,
+                name="state",
+            )
+        self._serving: dict[str, asyncio.Task[None]] = {}
+        self._listener_factory = listener
+        self._listener: Listener | None = None
+        """The HTTP listener, when one runs (started through ``listener``)."""
+        self._listeners: dict[str, list[PipeRunner]] = {}
+        for runner in self.runners.values():
+            for trigger_id in runner.spec.triggers:
+                self._listeners.setdefault(trigger_id, []).append(runner)
+        self._timers: dict[str, Schedule] = {}
+        """One per time trigger; with ``spread``, one per (trigger, runner)."""
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._firing = False
+        self.started_at = 0.0
+        self.stopped_by_request = False
+        self.stubborn: list[str] = []
+        """Runners whose runs ignored cancellation at shutdown."""
+
+    # -- control --------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: stop firing and drain. A second call: cancel running executions now."""
+        if self._stop.is_set():
+            self._force.set()
+        self.stopped_by_request = True
+        self._stop.set()
+
+    async def run_once(self, runner_id: str) -> PipeResult:
+        """Open services, run one runner's pipeline now, close services."""
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            known = ", ".join(self.runners) or "none"
+            raise ComponentError(f"no runner {runner_id!r} (runners: {known})")
+        try:
+            self._start_ledger()
+            async with self._services_open():
+                task = runner.fire(TriggerRef("once"))
+                assert task is not None
+                await self._until_stopped_or_done([task])
+                await self._shutdown()
+        finally:
+            self.close()
+        if task.cancelled():
+            return PipeResult.failure("cancelled at shutdown")
+        return task.result()
+
+    async def run(self) -> int:
+        """Run until stopped (or, when every runner is one-time, until they finish).
+
+        Returns the exit code: 0, or 1 when one-time runners alone ran and one failed."""
+        try:
+            if self.watchdog is not None:
+                self.watchdog.start()
+            return await self._run()
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.stop()
+            self.close()
+
+    def close(self) -> None:
+        """Write and release the state file, write what the ledger still holds (done when a
+        run ends; safe to call again)."""
+        if self.state is not None:
+            self.state.close()
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def _record(self, event: RunEnded) -> None:
+        assert self.ledger is not None
+        self.ledger.submit(record_of(event))
+
+    def _ledger_failed(self, exc: BaseException) -> None:
+        """From the ledger's writer thread: publish on the loop's thread."""
+        assert self.ledger is not None
+        event = LedgerFailed(
+            path=str(getattr(self.ledger.store, "path", "?")),
+            error=f"{type(exc).__name__}: {exc}",
+            pending=self.ledger.pending,
+        )
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.bus.publish, event)
+                return
+            except RuntimeError:
+                pass  # the loop closed meanwhile
+        self.bus.publish(event)
+
+    async def _run(self) -> int:
+        self._start_ledger()
+        async with self._services_open():
+            # Everything built so far lives as long as the process: move it out of the
+            # collector's sight, so a full collection never pauses the loop to scan it.
+            freeze_long_lived()
+            loop = asyncio.get_running_loop()
+            self.started_at = loop.time()
+            self._firing = True
+            self._armer = Armer(
+                self.started_at,
+                self.wall_clock,
+                self.wall_step,
+                self._missed,
+                self._rng,
+                self.lateness_probe,
+                self.state,
+            )
+            for trigger_id in self._listeners:
+                self._arm(self.compiled.triggers[trigger_id])
+            await self._start_listener()
+            one_time = [r for r in self.runners.values() if r.spec.one_time]
+            tasks = [task for r in one_time if (task := r.fire(None)) is not None]
+            self.bus.publish(
+                OrchestratorReady(
+                    runners=len(self.runners), triggers=len(self._listeners), one_time=len(one_time)
+                )
+            )
+            if self._listeners:
+                await self._stop.wait()
+            else:
+                await self._until_stopped_or_done(tasks)
+            await self._shutdown()
+        self._summary()
+        if self._listeners or self.stopped_by_request:
+            return 0
+        ok = all(r.last_outcome is RunOutcome.SUCCEEDED for r in one_time)
+        return 0 if ok else 1
+
+    # -- triggers -------------------------------------------------------------------------
+
+    def fire(self, trigger_id: str, payload: Any = None) -> list[FireOutcome]:
+        """Fire every runner listing ``trigger_id`` now (event triggers call this)."""
+        ref = TriggerRef(trigger_id, payload)
+        outcomes = [self._fire_one(runner, ref) for runner in self._listeners.get(trigger_id, [])]
+        self._report_refusals(trigger_id, outcomes)
+        return outcomes
+
+    def fire_runner(self, runner_id: str, payload: Any = None) -> FireOutcome:
+        """Fire one runner now, as the trigger ``manual`` (``otai trigger RUNNER``)."""
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            return FireOutcome(
+                runner_id, FireStatus.NO_SUCH_RUNNER, reason=f"no runner {runner_id!r}"
+            )
+        outcome = self._fire_one(runner, TriggerRef("manual", payload))
+        self._report_refusals("manual", [outcome])
+        return outcome
+
+    def _fire_one(self, runner: PipeRunner, ref: TriggerRef) -> FireOutcome:
+        if not self._firing:
+            return FireOutcome(
+                runner.id, FireStatus.STOPPING, reason="the orchestrator is stopping"
+            )
+        if runner.running and not runner.can_queue:
+            return FireOutcome(
+                runner.id,
+                FireStatus.BUSY,
+                reason=f"runner {runner.id!r} is busy: run {runner.run_id} has been running for "
+                f"{runner.running_for:.1f}s",
+            )
+        if runner.fire(ref) is None:
+            return FireOutcome(
+                runner.id,
+                FireStatus.QUEUED,
+                reason=f"queued: runner {runner.id!r} is busy with run {runner.run_id}; this "
+                "fire runs when it ends",
+            )
+        return FireOutcome(runner.id, FireStatus.STARTED, runner.run_id)
+
+    def _report_refusals(self, source: str, outcomes: list[FireOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.refused:
+                self.bus.publish(TriggerRefused.of(source, outcome))
+
+    # -- the control interface (open_ticket_ai.runtime.control.Control) ---------------------
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self.compiled.env
+
+    @property
+    def runner_ids(self) -> Collection[str]:
+        return self.runners.keys()
+
+    def trigger(self, trigger_id: str) -> Trigger[Any] | None:
+        return self.compiled.triggers.get(trigger_id)
+
+    def health(self) -> dict[str, RunnerHealth]:
+        return dict(self.board.runners)
+
+    def next_fires(self) -> dict[str, float]:
+        """Per runner with a time trigger, the POSIX time of its next fire."""
+        if self._loop is None or not self._timers:
+            return {}
+        now_wall = time.time()
+        now = self._loop.time()
+        found: dict[str, float] = {}
+        for schedule in self._timers.values():
+            if schedule.point is None:
+                continue
+            due = schedule.due if schedule.wall else now_wall + (schedule.due - now)
+            for runner in schedule.runners:
+                if runner.id not in found or due < found[runner.id]:
+                    found[runner.id] = due
+        return found
+
+    def subscribe_run_finished(self, callback: Callable[[RunEnded], None]) -> None:
+        """Call ``callback(event)`` whenever a run finishes or fails (not when cancelled)."""
+        self.bus.subscribe(callback, RunFinished, RunFailed)
+
+    def _count(self, event: Any) -> None:
+        runner = self.runners.get(event.runner)
+        if runner is not None:
+            runner.stats.observe(event)
+
+    def _note_state(self, event: Any) -> None:
+        assert self.state is not None
+        trigger = event.trigger or "start"
+        if isinstance(event, RunEnded):
+            status = event.result.status if event.result is not None else event.outcome.value
+            self.state.note_outcome(event.runner, trigger, status, self.wall_clock())
+        else:
+            self.state.note_fire(event.runner, trigger, self.wall_clock())
+
+    def _arm(self, trigger: Trigger[Any]) -> None:
+        if isinstance(trigger, EventTrigger):
+            task = asyncio.get_running_loop().create_task(
+                self._serve(trigger), name=f"otai-trigger:{trigger.id}"
+            )
+            self._serving[trigger.id] = task
+            return
+        if not isinstance(trigger, TimeTrigger):
+            raise ComponentError(
+                f"trigger {trigger.id!r} ({type(trigger).__name__}) is neither a TimeTrigger "
+                "nor an EventTrigger"
+            )
+        for schedule in self._armer.arm(trigger, self._listeners[trigger.id]):
+            self._timers[schedule.key] = schedule
+
+    def _missed(self, schedule: Schedule, count: int, late: float) -> None:
+        for runner in schedule.runners:
+            runner.note_missed(schedule.trigger.id, count, late)
+
+    async def _start_listener(self) -> None:
+        settings = self.compiled.loaded.config.orchestrator
+        wanted = settings.http is not None or any(
+            isinstance(t, EventTrigger) and t.needs_http for t in self.compiled.triggers.values()
+        )
+        if wanted:
+            if self._listener_factory is None:
+                raise ComponentError(
+                    "this config needs the HTTP listener (orchestrator.http or a webhook "
+                    "trigger), but the orchestrator was built without one: run it with "
+                    "`otai run`, or pass listener=open_ticket_ai.http.start_listener"
+                )
+            self._listener = await self._listener_factory(
+                settings.http or HttpListenerConfig(), self
+            )
+
+    async def _serve(self, trigger: EventTrigger[Any]) -> None:
+        try:
+            await trigger.serve(
+                CallbackHost(partial(self.fire, trigger.id), self.subscribe_run_finished)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.bus.publish(TriggerFailed(trigger=trigger.id, error=exc))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _start_ledger(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.ledger is not None:
+            self.ledger.start()
+
+    def _services_open(self) -> ServicesOpen:
+        return ServicesOpen(list(self.compiled.services.values()), self.bus)
+
+    async def _until_stopped_or_done(self, tasks: list[asyncio.Task[PipeResult]]) -> None:
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while pending and not self._stop.is_set():
+                _, pending = await asyncio.wait(pending | {stop}, return_when="FIRST_COMPLETED")
+                pending.discard(stop)
+        finally:
+            stop.cancel()
+
+    async def _shutdown(self) -> None:
+        self._firing = False
+        for schedule in self._timers.values():
+            schedule.cancel()
+        self._timers.clear()
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        for serving in self._serving.values():
+            serving.cancel()
+        if self._serving:
+            await asyncio.wait(self._serving.values(), timeout=self.cancel_timeout)
+            self._serving.clear()
+        for runner in self.runners.values():
+            runner.accepting = False
+        running = {r.task: r for r in self.runners.values() if r.task is not None}
+        if running and not self._force.is_set():
+            self.bus.publish(
+                OrchestratorDraining(
+                    runners=tuple(r.id for r in running.values()), timeout=self.shutdown_timeout
+                )
+            )
+            force = asyncio.ensure_future(self._force.wait())
+            try:
+                await self._drain(set(running), force)
+            finally:
+                force.cancel()
+        left = {task: runner for task, runner in running.items() if not task.done()}
+        for runner in self.runners.values():
+            left.update((task, runner) for task in runner.abandoned)
+        if left:
+            self.bus.publish(OrchestratorCancelling(runners=tuple(r.id for r in left.values())))
+            for task in left:
+                task.cancel()
+            _, stuck = await asyncio.wait(left, timeout=self.cancel_timeout)
+            self.stubborn = [left[task].id for task in stuck]
+            if worker_threads.busy:
+                self.bus.publish(ThreadsAbandoned(count=worker_threads.busy))
+            if self.stubborn:
+                self.bus.publish(
+                    RunsStubborn(runners=tuple(self.stubborn), grace=self.cancel_timeout)
+                )
+
+    async def _drain(
+        self, tasks: set[asyncio.Task[PipeResult]], force: asyncio.Future[Any]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_timeout
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        while pending and not force.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            _, pending = await asyncio.wait(
+                pending | {force}, timeout=remaining, return_when="FIRST_COMPLETED"
+            )
+            pending.discard(force)
+
+    def _summary(self) -> None:
+        for runner in self.runners.values():
+            self.bus.publish(runner.stats.summary(runner.id))
+        self.bus.publish(OrchestratorStopped())

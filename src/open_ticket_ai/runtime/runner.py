@@ -1,0 +1,406 @@
+"""PipeRunner: one runner's state, its non-overlap guard, and the execution of its pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from open_ticket_ai.core.durations import format_duration
+from open_ticket_ai.core.pipes.records import RunJournal
+from open_ticket_ai.core.pipes.result import PipeResult, PipeStatus
+from open_ticket_ai.core.pipes.run import RunContext, TriggerRef, execute_pipe
+from open_ticket_ai.core.services import Service
+from open_ticket_ai.errors import PipeError
+from open_ticket_ai.runtime.events import (
+    EventBus,
+    RunCancelled,
+    RunEnded,
+    RunFailed,
+    RunFinished,
+    RunMissed,
+    RunOutcome,
+    RunQueued,
+    RunSkipped,
+    RunStarted,
+    RunStuck,
+    RunTimeout,
+    SkipReason,
+    payload_size,
+)
+from open_ticket_ai.runtime.stats import RunnerStats
+
+if TYPE_CHECKING:
+    from open_ticket_ai.core.compiled import RunnerSpec
+
+__all__ = ["CURRENT_RUNNER", "RUN_CONTEXTS", "PipeRunner", "RunnerStats"]
+
+
+_NOTHING: Any = object()
+
+CURRENT_RUNNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "otai_current_runner", default=None
+)
+"""The runner whose run a task executes (the watchdog reads it from a blocked task)."""
+
+RUN_CONTEXTS: weakref.WeakKeyDictionary[asyncio.Task[Any], contextvars.Context] = (
+    weakref.WeakKeyDictionary()
+)
+"""The context each run's task runs in, so that another thread (the watchdog) can read the
+task's context variables (``Task.get_context`` exists only from Python 3.12)."""
+
+
+class PipeRunner:
+    """Runs one runner's pipeline when a trigger fires, never two executions at once.
+
+    A fire that arrives while the previous execution still runs is skipped (published as
+    ``run.skipped``), or with ``overlap: queue_one`` kept (one at most) to run right after
+    it. Whatever the pipeline raises is caught and published with the run's end; the runner
+    keeps its schedule. With a ``timeout`` a run is cancelled when it takes longer and ends
+    as timed out; a run that ignores the cancellation for ``stuck_grace`` more is reported
+    stuck and abandoned, and the runner is free again. Every event goes to ``bus``; the
+    pipeline is built fresh for every run.
+    """
+
+    def __init__(
+        self,
+        spec: RunnerSpec,
+        *,
+        services: Mapping[str, Service[Any]],
+        env: Mapping[str, str],
+        bus: EventBus | None = None,
+        slots: asyncio.Semaphore | None = None,
+        on_fire: Callable[[str, TriggerRef | None], None] | None = None,
+        stuck_grace: float = 5.0,
+        first_run: int = 1,
+        dry_run: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.bus = bus if bus is not None else EventBus()
+        self._on_fire = on_fire
+        self._fires = first_run - 1
+        self.run_id: str | None = None
+        """The id of the current (or last) run: ``RUNNER-N``, N counting on across restarts
+        when a ledger keeps the runs."""
+        self.id = spec.id
+        self.stats = RunnerStats()
+        self.last_result: PipeResult | None = None
+        self.last_outcome: RunOutcome | None = None
+        self._services = services
+        self._env = env
+        self._slots = slots
+        self._dry_run = dry_run
+        self._wall = wall_clock
+        self._task: asyncio.Task[PipeResult] | None = None
+        self._task_name = f"otai-run:{self.id}"
+        self.accepting = True
+        """False once shutdown began: a fire still waiting for a slot then does not run."""
+        self._started_at = 0.0
+        self._started_wall = 0.0
+        self._scheduled: float | None = None
+        self._current_trigger: TriggerRef | None = None
+        self._queue_one = spec.overlap == "queue_one"
+        self._queued: tuple[TriggerRef | None, float | None] = _NOTHING
+        self._timeout = spec.timeout
+        self.stuck_grace = stuck_grace
+        self._expired: set[asyncio.Task[PipeResult]] = set()
+        self.abandoned: set[asyncio.Task[PipeResult]] = set()
+        """Runs that ignored their timeout's cancellation and were left behind."""
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    @property
+    def task(self) -> asyncio.Task[PipeResult] | None:
+        return self._task
+
+    @property
+    def current_trigger(self) -> TriggerRef | None:
+        """The trigger of the current (or last) run; None for a start-up run."""
+        return self._current_trigger
+
+    @property
+    def can_queue(self) -> bool:
+        """True when a fire now would wait for the current run instead of being skipped."""
+        return self._queue_one and self._queued is _NOTHING
+
+    @property
+    def running_for(self) -> float:
+        """Seconds the current run has been running (0 when idle)."""
+        return time.monotonic() - self._started_at if self._task is not None else 0.0
+
+    def fire(
+        self, trigger: TriggerRef | None, scheduled: float | None = None
+    ) -> asyncio.Task[PipeResult] | None:
+        """Start an execution now; or, if one is still running, queue this fire (``overlap:
+        queue_one``, one at most) or skip it. ``scheduled`` is the POSIX time the fire was
+        due (time triggers). Returns the new run's task, if one started."""
+        if self._on_fire is not None:
+            self._on_fire(self.id, trigger)
+        if self._task is not None:
+            if self._queue_one and self._queued is _NOTHING:
+                self._queued = (trigger, scheduled)
+                self._publish(RunQueued(runner=self.id, trigger=trigger, current_run=self.run_id))
+                return None
+            self._publish(
+                RunSkipped(
+                    runner=self.id,
+                    trigger=trigger,
+                    reason=SkipReason.QUEUE_FULL if self._queue_one else SkipReason.RUNNING,
+                    running_for=time.monotonic() - self._started_at,
+                    current_trigger=self._current_trigger,
+                )
+            )
+            return None
+        return self._start(trigger, scheduled)
+
+    def note_missed(self, trigger: str, count: int, late: float, reason: str = "late") -> None:
+        """Record ``count`` fires of ``trigger`` that did not run (``run.missed``)."""
+        self._publish(
+            RunMissed(runner=self.id, trigger=trigger, count=count, late=late, reason=reason)
+        )
+
+    def _publish(self, event: Any) -> None:
+        self.bus.publish(event)
+
+    def _start(
+        self, trigger: TriggerRef | None, scheduled: float | None
+    ) -> asyncio.Task[PipeResult]:
+        self._started_at = time.monotonic()
+        self._current_trigger = trigger
+        self._scheduled = scheduled
+        self._fires += 1
+        self.run_id = f"{self.id}-{self._fires}"
+        run = self._run(trigger) if self._slots is None else self._run_in_slot(trigger)
+        context = contextvars.copy_context()
+        task = asyncio.get_running_loop().create_task(run, name=self._task_name, context=context)
+        RUN_CONTEXTS[task] = context
+        self._task = task
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[PipeResult]) -> None:
+        if self._task is task:
+            self._release()
+        if not task.cancelled():
+            task.exception()  # _execute never raises; consume to keep asyncio quiet regardless
+
+    def _release(self) -> None:
+        """The runner is free: start the queued fire, if any."""
+        self._task = None
+        queued, self._queued = self._queued, _NOTHING
+        if queued is _NOTHING:
+            return
+        trigger, scheduled = queued
+        if self.accepting:
+            self._start(trigger, scheduled)
+            return
+        self._publish(
+            RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.STOPPING, queued=True)
+        )
+
+    def _time_out(self, task: asyncio.Task[PipeResult], trigger: TriggerRef | None) -> None:
+        if task.done():
+            return
+        assert self._timeout is not None
+        assert self.run_id is not None
+        self._expired.add(task)
+        self._publish(
+            RunTimeout(runner=self.id, trigger=trigger, run_id=self.run_id, timeout=self._timeout)
+        )
+        task.cancel()
+        asyncio.get_running_loop().call_later(self.stuck_grace, self._check_stuck, task, trigger)
+
+    def _check_stuck(self, task: asyncio.Task[PipeResult], trigger: TriggerRef | None) -> None:
+        if task.done() or self._task is not task:
+            return
+        assert self.run_id is not None
+        self.abandoned.add(task)
+        task.add_done_callback(self.abandoned.discard)
+        self.last_outcome = RunOutcome.STUCK
+        self._publish(
+            RunStuck(
+                runner=self.id,
+                trigger=trigger,
+                run_id=self.run_id,
+                outcome=RunOutcome.STUCK,
+                started=self._started_wall,
+                duration=time.monotonic() - self._started_at,
+                scheduled=self._scheduled,
+                error=f"ignored cancellation after its timeout of {self._timeout}s",
+                grace=self.stuck_grace,
+                dry_run=self._dry_run,
+            )
+        )
+        self._release()
+
+    async def _run_in_slot(self, trigger: TriggerRef | None) -> PipeResult:
+        assert self._slots is not None
+        async with self._slots:
+            if not self.accepting:
+                self._publish(
+                    RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.STOPPING)
+                )
+                return PipeResult.skip("skipped: the orchestrator is stopping")
+            return await self._run(trigger)
+
+    async def _run(self, trigger: TriggerRef | None) -> PipeResult:
+        run_id = self.run_id
+        assert run_id is not None
+        CURRENT_RUNNER.set(self.id)  # the run's own task: its context ends with it
+        started = time.monotonic()
+        self._started_wall = started_wall = self._wall()
+        scheduled = self._scheduled
+        size = payload_size(trigger.payload) if trigger is not None else None
+        self._publish(
+            RunStarted(
+                runner=self.id,
+                trigger=trigger,
+                run_id=run_id,
+                started=started_wall,
+                scheduled=scheduled,
+                payload_size=size,
+                dry_run=self._dry_run,
+            )
+        )
+        journal = RunJournal.recording(dry_run=self._dry_run)
+        run = RunContext(
+            runner=self.id,
+            trigger=trigger,
+            services=self._services,
+            env=self._env,
+            journal=journal,
+        )
+        timed_out = False
+        if self._timeout is None:
+            try:
+                result = await execute_pipe(self.spec.pipeline, run)
+            except asyncio.CancelledError:
+                self._cancelled(trigger, run_id, started, started_wall, size, journal)
+                raise
+            except Exception as exc:  # the engine reports failures as results; a bug guard
+                result = PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc)
+        else:
+            result, timed_out = await self._run_with_timeout(
+                run, trigger, run_id, started, started_wall, size, self._timeout
+            )
+            if self.abandoned and asyncio.current_task() in self.abandoned:
+                return result  # the runner moved on: this run's end changes nothing
+        elapsed = time.monotonic() - started
+        self.last_result = result
+        common: dict[str, Any] = {
+            "runner": self.id,
+            "trigger": trigger,
+            "run_id": run_id,
+            "started": started_wall,
+            "duration": elapsed,
+            "scheduled": scheduled,
+            "payload_size": size,
+            "result": result,
+            "results": run.results,
+            "steps": tuple(journal.steps or ()),
+            "actions": tuple(journal.actions),
+            "decisions": tuple(journal.decisions),
+            "dry_run": self._dry_run,
+        }
+        event: RunEnded
+        if timed_out:
+            event = RunFailed(outcome=RunOutcome.TIMED_OUT, error=result.message, **common)
+        elif result.failed:
+            error = _first_error(run, result)
+            event = RunFailed(
+                outcome=RunOutcome.FAILED,
+                error=result.message,
+                exception=None if isinstance(error, PipeError) else error,
+                **common,
+            )
+        else:
+            outcome = (
+                RunOutcome.SUCCEEDED
+                if result.status is PipeStatus.SUCCEEDED
+                else RunOutcome.SKIPPED
+            )
+            event = RunFinished(outcome=outcome, **common)
+        self.last_outcome = event.outcome
+        self._publish(event)
+        return result
+
+    async def _run_with_timeout(
+        self,
+        run: RunContext,
+        trigger: TriggerRef | None,
+        run_id: str,
+        started: float,
+        started_wall: float,
+        size: int | None,
+        limit: float,
+    ) -> tuple[PipeResult, bool]:
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = asyncio.get_running_loop().call_later(limit, self._time_out, task, trigger)
+        try:
+            result = await execute_pipe(self.spec.pipeline, run)
+        except asyncio.CancelledError:
+            # Our own timeout's cancel becomes a result; anyone else's propagates.
+            if task not in self._expired or task.uncancel() > 0:
+                self._cancelled(trigger, run_id, started, started_wall, size, run.journal)
+                raise
+            result = _timed_out(limit)
+        except Exception as exc:  # the engine reports failures as results; a bug guard
+            result = PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc)
+        finally:
+            deadline.cancel()
+        if task in self._expired:
+            # Finished after its timeout all the same (it swallowed the cancellation).
+            self._expired.discard(task)
+            if task.cancelling():
+                task.uncancel()
+            return _timed_out(limit), True
+        return result, False
+
+    def _cancelled(
+        self,
+        trigger: TriggerRef | None,
+        run_id: str,
+        started: float,
+        started_wall: float,
+        size: int | None,
+        journal: RunJournal,
+    ) -> None:
+        self.last_outcome = RunOutcome.CANCELLED
+        self._publish(
+            RunCancelled(
+                runner=self.id,
+                trigger=trigger,
+                run_id=run_id,
+                outcome=RunOutcome.CANCELLED,
+                started=started_wall,
+                duration=time.monotonic() - started,
+                scheduled=self._scheduled,
+                payload_size=size,
+                error="cancelled at shutdown",
+                steps=tuple(journal.steps or ()),
+                actions=tuple(journal.actions),
+                decisions=tuple(journal.decisions),
+                dry_run=self._dry_run,
+            )
+        )
+
+
+def _timed_out(timeout: float) -> PipeResult:
+    return PipeResult.failure(f"timed out after {format_duration(timeout)}")
+
+
+def _first_error(run: RunContext, result: PipeResult) -> BaseException | None:
+    """The exception behind a failure: the run's own, else the first failed step's."""
+    if result.error is not None:
+        return result.error
+    for step in run.results.values():
+        if step.failed and step.error is not None:
+            return step.error
+    return None

@@ -1,0 +1,80 @@
+"""RunnerStats: what one runner did, counted from its events, and its ``runner.summary``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from open_ticket_ai.runtime.events import (
+    Event,
+    RunCancelled,
+    RunEnded,
+    RunMissed,
+    RunnerSummary,
+    RunOutcome,
+    RunSkipped,
+    RunStarted,
+    RunStuck,
+    RunTimeout,
+)
+
+__all__ = ["COUNTED", "RunnerStats"]
+
+COUNTED: tuple[type[Event], ...] = (RunStarted, RunEnded, RunSkipped, RunMissed, RunTimeout)
+"""The events :meth:`RunnerStats.observe` counts."""
+
+
+@dataclass
+class RunnerStats:
+    """What a runner did: runs started, their failures, skipped and missed fires, timeouts,
+    durations. Kept up to date by :meth:`observe`, a subscriber of the runner's events."""
+
+    runs: int = 0
+    failures: int = 0
+    skips: int = 0
+    cancelled: int = 0
+    missed: int = 0
+    timeouts: int = 0
+    stuck: int = 0
+    total_seconds: float = 0.0
+    max_seconds: float = 0.0
+
+    @property
+    def mean_seconds(self) -> float:
+        finished = self.runs - self.cancelled
+        return self.total_seconds / finished if finished > 0 else 0.0
+
+    def observe(self, event: Event) -> None:
+        """Count one event of this runner."""
+        if isinstance(event, RunStarted):
+            self.runs += 1
+        elif isinstance(event, RunEnded):
+            if isinstance(event, RunCancelled):
+                self.cancelled += 1
+            elif isinstance(event, RunStuck):
+                self.stuck += 1
+            else:
+                if event.outcome is RunOutcome.FAILED:
+                    self.failures += 1
+                self.total_seconds += event.duration
+                self.max_seconds = max(self.max_seconds, event.duration)
+        elif isinstance(event, RunSkipped):
+            self.skips += 1
+        elif isinstance(event, RunMissed):
+            self.missed += event.count
+        elif isinstance(event, RunTimeout):
+            self.timeouts += 1
+
+    def summary(self, runner: str) -> RunnerSummary:
+        """The ``runner.summary`` event with every count."""
+        return RunnerSummary(
+            runner=runner,
+            runs=self.runs,
+            failures=self.failures,
+            skips=self.skips,
+            cancelled=self.cancelled,
+            missed=self.missed,
+            timeouts=self.timeouts,
+            stuck=self.stuck,
+            mean=self.mean_seconds,
+            max=self.max_seconds,
+        )
