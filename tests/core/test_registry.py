@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
 import sys
 import textwrap
+import tomllib
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from open_ticket_ai.base import CompositePipe, ExpressionPipe, HttpRequestPipe, IntervalTrigger
+from open_ticket_ai.core import registry as registry_module
 from open_ticket_ai.core.component import Component
 from open_ticket_ai.core.config import parse_config
 from open_ticket_ai.core.factory import build
-from open_ticket_ai.core.orchestration.trigger import Trigger
 from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.registry import BUILTINS, ENTRY_POINT_GROUP, Registry
+from open_ticket_ai.core.registry import (
+    DISTRIBUTION,
+    ENTRY_POINT_GROUP,
+    Registry,
+    reload_entry_points,
+)
 from open_ticket_ai.core.services import Service
+from open_ticket_ai.core.triggers.base import Trigger
 from open_ticket_ai.errors import ComponentError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BUILTINS: dict[str, str] = {
+    point.name: point.value
+    for point in metadata.distribution(DISTRIBUTION).entry_points.select(group=ENTRY_POINT_GROUP)
+}
+"""The built-ins as the installed metadata declares them: short name -> ``module:Class``."""
 
 PLUGIN_SOURCE = """\
 from open_ticket_ai import NoParams, ParamsModel, Pipe, PipeResult, Service, TimeTrigger
@@ -47,6 +65,14 @@ class _HiddenPipe(Pipe[NoParams]):
 """
 
 
+@pytest.fixture(autouse=True)
+def fresh_entry_points() -> Iterator[None]:
+    """Entry points are read once per process; tests that install a plugin read them again."""
+    reload_entry_points()
+    yield
+    reload_entry_points()
+
+
 @pytest.fixture
 def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
     """Write Python modules into a directory on ``sys.path``; forget them afterwards."""
@@ -65,16 +91,20 @@ def write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
             del sys.modules[name]
 
 
-def write_dist_info(root: Path, name: str, entry_points: str) -> None:
+def write_dist_info(
+    root: Path, name: str, entry_points: str, group: str = ENTRY_POINT_GROUP
+) -> None:
     """A minimal installed distribution: what pip leaves in site-packages."""
     info = root / f"{name}-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8"
     )
-    (info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\n{entry_points}\n", encoding="utf-8"
-    )
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry_points}\n", encoding="utf-8")
+
+
+def qualname(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 # -- spellings ---------------------------------------------------------------------------------
@@ -110,7 +140,7 @@ def test_resolve_gives_the_same_class_on_the_second_call() -> None:
 
 def test_short_names_lists_the_built_ins() -> None:
     names = Registry(load_entry_points=False).short_names
-    assert names == sorted(names)
+    assert names == sorted(BUILTINS)
     for name in (
         "CompositePipe",
         "ExpressionPipe",
@@ -122,9 +152,53 @@ def test_short_names_lists_the_built_ins() -> None:
         "SqliteTicketSystem",
     ):
         assert name in names
-    registry = Registry(load_entry_points=False)
-    for name in names:  # every built-in short name resolves to the class it names
-        assert registry.resolve(name, Component).__name__ == BUILTINS[name].rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_every_built_in_entry_point_resolves_to_the_class_it_names(name: str) -> None:
+    cls = Registry(load_entry_points=False).resolve(name, Component)
+    assert qualname(cls) == BUILTINS[name]
+    assert Registry().resolve(name, Component) is cls
+
+
+def test_an_alias_resolves_to_the_class_it_stands_for() -> None:
+    from open_ticket_ai.tickets.adapters.znuny import ZnunyTicketSystem
+
+    registry = Registry()
+    assert registry.resolve("OtoboTicketSystem", Service) is ZnunyTicketSystem
+    assert registry.resolve("ZnunyTicketSystem", Service) is ZnunyTicketSystem
+
+
+def test_the_pyproject_declares_the_installed_built_ins() -> None:
+    """The metadata is written by ``pip install -e .``: rerun it after editing pyproject.toml."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = pyproject["project"]["entry-points"][ENTRY_POINT_GROUP]
+    assert declared == BUILTINS, "installed metadata is stale: run pip install -e ."
+    for name, value in declared.items():  # one form: ShortName = "module:Class"
+        assert re.fullmatch(r"open_ticket_ai(\.\w+)+:[A-Z]\w*", value), (name, value)
+        assert re.fullmatch(r"[A-Z]\w*", name), name
+
+
+def test_resolving_a_short_name_imports_only_its_component() -> None:
+    component_modules = sorted({value.partition(":")[0] for value in BUILTINS.values()})
+    code = textwrap.dedent(
+        f"""\
+        import sys
+        import open_ticket_ai
+        from open_ticket_ai.core.registry import Registry
+        from open_ticket_ai.core.services import Service
+
+        modules = {component_modules!r}
+        registry = Registry()
+        print(sorted(m for m in modules if m in sys.modules))
+        registry.resolve("SqliteTicketSystem", Service)
+        print(sorted(m for m in modules if m in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["[]", "['open_ticket_ai.tickets.adapters.sqlite']"]
 
 
 def test_a_trigger_is_not_a_pipe() -> None:
@@ -308,10 +382,157 @@ def test_an_entry_point_naming_a_class_registers_that_class(
     write_module: Callable[..., Path],
 ) -> None:
     root = write_module("otai_ep_class", PLUGIN_SOURCE)
-    write_dist_info(root, "otai_ep_class_dist", "greet = otai_ep_class:GreetPipe")
+    write_dist_info(root, "otai_ep_class_dist", "Greeter = otai_ep_class:GreetPipe")
     registry = Registry()
-    assert registry.resolve("GreetPipe", Pipe).__module__ == "otai_ep_class"
+    assert "otai_ep_class" not in sys.modules  # imported when a config uses it, not before
+    cls = registry.resolve("Greeter", Pipe)
+    assert cls.__module__ == "otai_ep_class"
+    # As before entry-point names counted, the class is known by its own name too.
+    assert registry.resolve("GreetPipe", Pipe) is cls
     assert "EveryTick" not in registry.short_names
+
+
+def test_a_class_entry_point_that_fails_names_itself_when_used(
+    write_module: Callable[..., Path],
+) -> None:
+    root = write_module("otai_ep_lazy_broken", "raise ImportError('missing dependency frob')\n")
+    write_dist_info(root, "otai_ep_lazy_dist", "Frob = otai_ep_lazy_broken:FrobPipe")
+    registry = Registry()  # nothing imported yet, so nothing fails yet
+    with pytest.raises(
+        ComponentError,
+        match=r"plugin entry point 'Frob' \(otai_ep_lazy_broken:FrobPipe\) of "
+        r"otai_ep_lazy_dist 1.0 failed to load: importing module 'otai_ep_lazy_broken' "
+        r"failed: ImportError: missing dependency frob",
+    ):
+        registry.resolve("Frob", Pipe)
+
+
+def test_a_class_entry_point_naming_no_component_is_refused_when_used(
+    write_module: Callable[..., Path],
+) -> None:
+    root = write_module("otai_ep_not_a_class", "VALUE = 1\n")
+    write_dist_info(root, "otai_ep_nac_dist", "Value = otai_ep_not_a_class:VALUE")
+    with pytest.raises(ComponentError, match="'otai_ep_not_a_class:VALUE' is not a component"):
+        Registry().resolve("Value", Pipe)
+
+
+CLASHING_SOURCE = """\
+from open_ticket_ai import NoParams, Pipe
+
+
+class CompositePipe(Pipe[NoParams]):
+    pass
+
+
+class OtherPipe(Pipe[NoParams]):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    "entry_point", ["CompositePipe = otai_ep_clash:CompositePipe", "clash = otai_ep_clash"]
+)
+def test_a_built_in_keeps_its_name_when_a_plugin_declares_it(
+    entry_point: str, write_module: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_module("otai_ep_clash", CLASHING_SOURCE)
+    write_dist_info(root, "otai_clash_dist", entry_point)
+    with caplog.at_level(logging.WARNING, logger="open_ticket_ai.registry"):
+        registry = Registry()
+        Registry()  # reported once per process, not once per registry
+    assert registry.resolve("CompositePipe", Pipe) is CompositePipe
+    plugin_class = registry.resolve("otai_ep_clash:CompositePipe", Pipe)
+    assert plugin_class is not CompositePipe
+    own = metadata.distribution(DISTRIBUTION)
+    assert [r.getMessage() for r in caplog.records] == [
+        "plugin distribution otai_clash_dist 1.0 declares the short name 'CompositePipe' "
+        f"(otai_ep_clash:CompositePipe), which is a built-in of {own.name} {own.version} "
+        f"({BUILTINS['CompositePipe']}); 'CompositePipe' keeps meaning the built-in: write "
+        "'otai_ep_clash:CompositePipe' to use the plugin's"
+    ]
+    if entry_point.startswith("clash"):  # the module's other components keep their names
+        assert registry.resolve("OtherPipe", Pipe).__module__ == "otai_ep_clash"
+
+
+def test_a_plugin_naming_a_built_in_class_is_no_clash(
+    write_module: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_module("otai_ep_reexport", "from open_ticket_ai.base import CompositePipe\n")
+    write_dist_info(root, "otai_reexport_dist", f"CompositePipe = {BUILTINS['CompositePipe']}")
+    with caplog.at_level(logging.WARNING, logger="open_ticket_ai.registry"):
+        assert Registry().resolve("CompositePipe", Pipe) is CompositePipe
+    assert caplog.records == []
+
+
+def test_a_short_name_two_plugins_declare_is_refused_naming_both(
+    write_module: Callable[..., Path],
+) -> None:
+    root = write_module("otai_ep_one", PLUGIN_SOURCE)
+    write_module("otai_ep_two", PLUGIN_SOURCE)
+    write_dist_info(root, "otai_one_dist", "Greet = otai_ep_one:GreetPipe")
+    write_dist_info(root, "otai_two_dist", "Greet = otai_ep_two:GreetPipe")
+    registry = Registry()  # the clash matters only to a config that uses the name
+    with pytest.raises(
+        ComponentError,
+        match=re.escape(
+            "short name 'Greet' is declared by more than one plugin: otai_ep_one:GreetPipe "
+            "from otai_one_dist 1.0 and otai_ep_two:GreetPipe from otai_two_dist 1.0; write "
+            "the one you mean as 'module:Class'"
+        ),
+    ):
+        registry.resolve("Greet", Pipe)
+    assert registry.resolve("otai_ep_two:GreetPipe", Pipe).__module__ == "otai_ep_two"
+
+
+def test_a_class_name_yields_to_an_entry_point_declaring_it(
+    write_module: Callable[..., Path],
+) -> None:
+    root = write_module("otai_ep_implied", PLUGIN_SOURCE)
+    write_module("otai_ep_explicit", PLUGIN_SOURCE)
+    write_dist_info(root, "otai_implied_dist", "hello = otai_ep_implied:GreetPipe")
+    write_dist_info(root, "otai_explicit_dist", "GreetPipe = otai_ep_explicit:GreetPipe")
+    registry = Registry()
+    assert registry.resolve("GreetPipe", Pipe).__module__ == "otai_ep_explicit"
+    assert registry.resolve("hello", Pipe).__module__ == "otai_ep_implied"
+
+
+def test_without_the_package_metadata_the_registry_says_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry_module, "DISTRIBUTION", "open-ticket-ai-not-installed")
+    reload_entry_points()
+    with pytest.raises(
+        ComponentError,
+        match=r"distribution 'open-ticket-ai-not-installed' is not installed: its built-in "
+        r"components are entry points .*pip install -e \.",
+    ):
+        Registry(load_entry_points=False)
+
+
+def test_metadata_older_than_the_entry_points_says_to_reinstall(
+    write_module: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_module("otai_stale", "")
+    write_dist_info(root, "otai_stale_dist", "otai = otai_stale:main", group="console_scripts")
+    monkeypatch.setattr(registry_module, "DISTRIBUTION", "otai_stale_dist")
+    reload_entry_points()
+    with pytest.raises(
+        ComponentError,
+        match=r"metadata of otai_stale_dist 1.0 declares no built-in component .*"
+        r"reinstall the package \(from a source checkout: pip install -e \.\)",
+    ):
+        Registry()
+
+
+def test_entry_points_are_read_once_per_process(
+    write_module: Callable[..., Path],
+) -> None:
+    Registry()
+    root = write_module("otai_ep_late", PLUGIN_SOURCE)
+    write_dist_info(root, "otai_ep_late_dist", "greetings = otai_ep_late")
+    assert "GreetPipe" not in Registry().short_names
+    reload_entry_points()
+    assert "GreetPipe" in Registry().short_names
 
 
 def test_entry_point_components_work_in_a_config(write_module: Callable[..., Path]) -> None:
@@ -334,7 +555,7 @@ def test_a_broken_entry_point_names_itself(write_module: Callable[..., Path]) ->
     write_dist_info(root, "otai_ep_broken_dist", "broken = otai_ep_broken")
     with pytest.raises(
         ComponentError,
-        match=r"plugin entry point 'broken' \(otai_ep_broken\) failed to load: "
-        r"ImportError: missing dependency frob",
+        match=r"plugin entry point 'broken' \(otai_ep_broken\) of otai_ep_broken_dist 1.0 "
+        r"failed to load: ImportError: missing dependency frob",
     ):
         Registry()

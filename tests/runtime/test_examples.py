@@ -9,6 +9,7 @@ its placeholders filled with ExpressionPipe configs, and every whole config vali
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,14 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def beside(path: Path, directory: Path) -> Path:
+    """A copy of example ``path`` in ``directory``: what a run leaves beside its config (the
+    run ledger under ``var/``) stays out of the repository."""
+    copy = directory / path.name
+    shutil.copyfile(path, copy)
+    return copy
+
+
 def test_examples_exist() -> None:
     assert len(EXAMPLES) >= 2
     assert all(runner_ids(path) for path in EXAMPLES)
@@ -78,10 +87,11 @@ def test_example_validates(path: Path, demo_dir: Path) -> None:
 
 @pytest.mark.parametrize(("path", "runner_id"), EXAMPLE_RUNNERS)
 def test_example_runner_runs_once(
-    path: Path, runner_id: str, helpdesk: HttpServer, demo_dir: Path
+    path: Path, runner_id: str, helpdesk: HttpServer, demo_dir: Path, tmp_path: Path
 ) -> None:
     expected = EXPECTED_EXIT.get((path.name, runner_id), 0)
     env = {"OTAI_HELPDESK_URL": helpdesk.url, "OTAI_DEMO_DIR": str(demo_dir)}
+    path = beside(path, tmp_path)
 
     with OtaiProcess(
         "run", "--once", runner_id, str(path), "--log-format", "json", env=env, cwd=ROOT
@@ -103,8 +113,8 @@ def one_time_only(path: Path) -> bool:
 
 
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if one_time_only(p)], ids=lambda p: p.name)
-def test_one_time_example_runs_to_completion(path: Path) -> None:
-    with OtaiProcess("run", str(path), "--log-format", "json") as otai:
+def test_one_time_example_runs_to_completion(path: Path, tmp_path: Path) -> None:
+    with OtaiProcess("run", str(beside(path, tmp_path)), "--log-format", "json") as otai:
         code = otai.wait(30)
 
     assert code == 0, otai.log_text()
@@ -112,11 +122,12 @@ def test_one_time_example_runs_to_completion(path: Path) -> None:
     assert otai.find("orchestrator.stopped")
 
 
-def test_time_based_example_reads_the_helpdesk(helpdesk: HttpServer) -> None:
+def test_time_based_example_reads_the_helpdesk(helpdesk: HttpServer, tmp_path: Path) -> None:
     path = ROOT / "examples" / "seed-time-based.yml"
     if not path.exists():
         pytest.skip("examples/seed-time-based.yml is not shipped")
     env = {"OTAI_HELPDESK_URL": helpdesk.url}
+    path = beside(path, tmp_path)
 
     with OtaiProcess(
         "run", "--once", "periodic_classifier", str(path), "--log-format", "json", env=env

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from tests.support.virtual_clock import VirtualClockLoop
 
 from open_ticket_ai import ComponentError, build, parse_config
 from open_ticket_ai.runtime.orchestrator import Orchestrator
+
+# In-process: every timer and sleep here runs on the virtual clock (tests/conftest.py).
+pytestmark = pytest.mark.virtual_clock
 
 PLUGIN = '''
 import asyncio
@@ -160,12 +163,12 @@ async def test_shared_trigger_has_one_timer_and_fires_every_listener(plugin: obj
     )
     main = asyncio.create_task(orch.run())
     await asyncio.sleep(0.32)
-    assert len(orch._timers) == 1
+    assert orch.scheduler is not None
+    assert len(orch.scheduler.schedules) == 1
     orch.request_stop()
     assert await main == 0
     log = plugin.Journal.log  # type: ignore[attr-defined]
-    assert 3 <= log.count("one") <= 8
-    assert abs(log.count("one") - log.count("two")) <= 1
+    assert log.count("one") == log.count("two") == 6  # at 0.05, 0.10, ... 0.30
 
 
 async def test_max_concurrent_runs_limits_parallel_runs(plugin: object) -> None:
@@ -190,7 +193,9 @@ async def test_max_concurrent_runs_limits_parallel_runs(plugin: object) -> None:
     assert sorted(plugin.Journal.log[1:4]) == ["a", "b", "c"]  # type: ignore[attr-defined]
 
 
-async def test_custom_wall_clock_trigger_fires(plugin: object) -> None:
+async def test_custom_wall_clock_trigger_fires(
+    plugin: object, virtual_clock: VirtualClockLoop
+) -> None:
     orch = orchestrator(
         """
         open_ticket_ai:
@@ -201,15 +206,16 @@ async def test_custom_wall_clock_trigger_fires(plugin: object) -> None:
               - id: wall
                 on: [{id: tick, use: WallEvery, params: {seconds: 0.1}}]
                 run: {id: w, use: WritePipe, params: {journal: j, text: tick}}
-        """
+        """,
+        wall_clock=virtual_clock.wall,
     )
     main = asyncio.create_task(orch.run())
-    started = time.monotonic()
-    while plugin.Journal.log.count("tick") < 3 and time.monotonic() - started < 10:  # type: ignore[attr-defined]  # noqa: ASYNC110
+    started = virtual_clock.time()
+    while plugin.Journal.log.count("tick") < 3 and virtual_clock.time() - started < 10:  # type: ignore[attr-defined]  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     orch.request_stop()
     assert await main == 0
-    assert plugin.Journal.log.count("tick") >= 3  # type: ignore[attr-defined]
+    assert plugin.Journal.log.count("tick") == 3  # type: ignore[attr-defined]
 
 
 async def test_run_once_unknown_runner_names_the_known_ones() -> None:

@@ -1,5 +1,7 @@
 """Timing rules in a running orchestrator: spread, missed fires, clock steps, overlap,
-timeouts. Generous bounds only: the arithmetic itself is tested in test_timing.py."""
+timeouts. The arithmetic itself is tested in test_timing.py. Tests on the virtual clock
+(tests/support/virtual_clock.py) get exact times; those that block the loop or watch it
+from a thread run on a real loop, with generous bounds."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import logging
 import textwrap
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 from tests.runtime.timing_pipes import SleepPipe
+from tests.support.virtual_clock import VirtualClockLoop
 
 from open_ticket_ai import build, parse_config
 from open_ticket_ai.core.triggers.timing import spread_phase
@@ -24,15 +28,25 @@ def _clean() -> None:
     SleepPipe.log.clear()
 
 
+@pytest.fixture
+def virtual_timing(virtual_clock: VirtualClockLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the test on the virtual clock, SleepPipe logging the loop's time (it logs
+    ``time.monotonic()``, which the virtual clock does not move)."""
+    loop_time = SimpleNamespace(monotonic=virtual_clock.time, sleep=time.sleep)
+    monkeypatch.setattr(f"{PIPES}.time", loop_time)
+
+
 def orchestrator(text: str, **kwargs: object) -> Orchestrator:
     config = textwrap.dedent(text).replace("PIPES", PIPES)
     return Orchestrator(build(parse_config(config, "test.yml")), **kwargs)  # type: ignore[arg-type]
 
 
 async def until(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
+    """Wait until ``check()``, for ``within`` seconds of the loop's (maybe virtual) time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
 
 
@@ -40,6 +54,7 @@ def events_named(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, 
     return [r.fields for r in caplog.records if getattr(r, "event", None) == name]  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("virtual_timing")
 async def test_spread_gives_each_runner_of_a_shared_trigger_its_own_phase() -> None:
     orch = orchestrator(
         """
@@ -57,7 +72,8 @@ async def test_spread_gives_each_runner_of_a_shared_trigger_its_own_phase() -> N
     )
     main = asyncio.create_task(orch.run())
     await until(lambda: len(SleepPipe.log) >= 2 * 9)
-    timers = dict(orch._timers)
+    assert orch.scheduler is not None
+    timers = dict(orch.scheduler.schedules)
     orch.request_stop()
     assert await main == 0
     assert sorted(timers) == ["t/a", "t/b", "t/c"]
@@ -68,7 +84,7 @@ async def test_spread_gives_each_runner_of_a_shared_trigger_its_own_phase() -> N
         assert timers[f"t/{runner}"].phase == phase
         for at in times:  # on the runner's own grid: start + k * 0.3 + phase
             offset = (at - orch.started_at - phase) % 0.3
-            assert min(offset, 0.3 - offset) < 0.1
+            assert min(offset, 0.3 - offset) < 1e-9
 
 
 async def test_a_blocked_loop_collapses_missed_fires_into_one_run(
@@ -111,6 +127,7 @@ class FakeWallClock:
         return self.now
 
 
+@pytest.mark.usefixtures("virtual_timing")
 async def test_a_wall_clock_step_fires_what_is_due_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "open_ticket_ai")
     clock = FakeWallClock(3600.0 * 1000 + 10)
@@ -144,6 +161,7 @@ async def test_a_wall_clock_step_fires_what_is_due_once(caplog: pytest.LogCaptur
     assert runner.stats.runs == 2
 
 
+@pytest.mark.usefixtures("virtual_timing")
 async def test_queue_one_keeps_one_fire_and_runs_it_right_after(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -170,11 +188,12 @@ async def test_queue_one_keeps_one_fire_and_runs_it_right_after(
     assert await main == 0
     (_, _, end1), (_, what, start2) = SleepPipe.log[1], SleepPipe.log[2]
     assert what == "start"
-    assert 0 <= start2 - end1 < 0.1
+    assert start2 == end1  # at the same instant
     assert len(events_named(caplog, "run.queued")) == 1
     assert orch.runners["q"].stats.runs == 2
 
 
+@pytest.mark.usefixtures("virtual_timing")
 async def test_queue_one_from_a_timer_skips_further_fires(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "open_ticket_ai")
     orch = orchestrator(
@@ -192,12 +211,13 @@ async def test_queue_one_from_a_timer_skips_further_fires(caplog: pytest.LogCapt
     assert await main == 0
     starts = [at for _, what, at in SleepPipe.log if what == "start"]
     ends = [at for _, what, at in SleepPipe.log if what == "end"]
-    assert starts[1] - ends[0] < 0.1  # the queued fire ran as soon as the first run ended
+    assert starts[1] == ends[0]  # the queued fire ran as soon as the first run ended
     skipped = events_named(caplog, "run.skipped")
     assert skipped
     assert all(e["reason"] in ("queue_full", "stopping") for e in skipped)
 
 
+@pytest.mark.usefixtures("virtual_timing")
 async def test_a_run_past_its_timeout_is_cancelled_and_the_runner_freed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -227,6 +247,7 @@ async def test_a_run_past_its_timeout_is_cancelled_and_the_runner_freed(
     assert not events_named(caplog, "run.cancelled")[:1] or runner.stats.cancelled == 1
 
 
+@pytest.mark.usefixtures("virtual_timing")
 async def test_a_run_ignoring_its_timeout_is_reported_stuck_and_abandoned(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

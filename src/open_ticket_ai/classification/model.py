@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from open_ticket_ai.errors import OpenTicketAIError
+from open_ticket_ai import OpenTicketAIError
 
 __all__ = ["FORMAT", "VERSION", "ClassAccuracy", "ClassificationError", "Metrics", "SavedModel"]
 

@@ -10,14 +10,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from open_ticket_ai import ParamsModel, Service
 from open_ticket_ai.classification.backends import (
     Classifier,
     Prediction,
     SklearnClassifier,
     TransformersClassifier,
 )
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.services import Service
 
 __all__ = ["ClassifierService", "ClassifierServiceParams", "load_classifier"]
 

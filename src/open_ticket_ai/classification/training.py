@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from open_ticket_ai import Ticket, TicketSearch, TicketSystem
 from open_ticket_ai.classification.backends import build_sklearn_pipeline
 from open_ticket_ai.classification.model import (
     ClassAccuracy,
@@ -21,8 +22,6 @@ from open_ticket_ai.classification.model import (
     SavedModel,
     library_versions,
 )
-from open_ticket_ai.tickets.models import Ticket, TicketSearch
-from open_ticket_ai.tickets.system import TicketSystem
 
 __all__ = [
     "Example",

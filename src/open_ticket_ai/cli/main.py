@@ -16,6 +16,7 @@ import click
 from open_ticket_ai.cli.demo import demo
 from open_ticket_ai.cli.log_format import configure_logging
 from open_ticket_ai.cli.once import print_run
+from open_ticket_ai.cli.params import duration_value
 from open_ticket_ai.cli.runs import runs
 from open_ticket_ai.cli.status import status_command
 from open_ticket_ai.cli.tickets import tickets
@@ -23,7 +24,6 @@ from open_ticket_ai.cli.train import train_command
 from open_ticket_ai.cli.trigger import trigger_command
 from open_ticket_ai.core.config.loader import load_config
 from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
-from open_ticket_ai.core.durations import parse_duration
 from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.core.pipes.run import worker_threads
 from open_ticket_ai.errors import OpenTicketAIError
@@ -94,15 +94,6 @@ def schema() -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @cli.command()
 @config_argument
 @click.option(
@@ -116,7 +107,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 )
 @click.option(
     "--shutdown-timeout",
-    callback=_duration,
+    callback=duration_value,
     help="How long running executions may finish after SIGINT/SIGTERM (default: the config's "
     "orchestrator.shutdown_timeout, 30s).",
 )

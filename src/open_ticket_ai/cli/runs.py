@@ -28,8 +28,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from open_ticket_ai.cli.params import duration_value
 from open_ticket_ai.core.config.loader import find_config
-from open_ticket_ai.core.durations import format_duration, parse_duration
+from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.records import Action, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeStatus
 from open_ticket_ai.runtime.events import RunOutcome
@@ -263,15 +264,6 @@ def runs() -> None:
     the classifications behind them."""
 
 
-def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @runs.command("list")
 @_ledger_options
 @click.option("--runner", help="Only this runner's runs.")
@@ -281,7 +273,10 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> flo
     help="Only runs that ended so.",
 )
 @click.option(
-    "--since", callback=_since, metavar="DURATION", help="Only runs started this long ago: 1h."
+    "--since",
+    callback=duration_value,
+    metavar="DURATION",
+    help="Only runs started this long ago: 1h.",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -29,7 +28,7 @@ from open_ticket_ai.core.factory import build
 from open_ticket_ai.core.triggers.base import TimeTrigger
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.runtime.events import RunOutcome
-from open_ticket_ai.runtime.ledger import LedgerError, SqliteLedgerStore, ledger_path_of
+from open_ticket_ai.runtime.ledger import LedgerError, SqliteLedgerStore, ledger_file_of
 from open_ticket_ai.runtime.state import holder_of, read_state
 
 __all__ = ["status_command"]
@@ -100,7 +99,7 @@ def status_command(config: str | None, url: str | None, as_json: bool) -> None:
                 "instance: not reachable" + (f" at {target}" if target else " (no listener)")
             )
 
-    ledger_file = _ledger_file(compiled)
+    ledger_file = ledger_file_of(compiled)
     if ledger_file is not None and ledger_file.is_file():
         try:
             store = SqliteLedgerStore(ledger_file, readonly=True)
@@ -225,16 +224,6 @@ def _schedule(compiled: CompiledConfig, runner: str) -> str:
         trigger = compiled.triggers.get(trigger_id)
         names.append(f"{trigger_id} ({type(trigger).__name__})" if trigger else trigger_id)
     return ", ".join(names)
-
-
-def _ledger_file(compiled: CompiledConfig) -> Path | None:
-    settings = compiled.loaded.config.orchestrator.ledger
-    if not settings.enabled:
-        return None
-    config_file = Path(compiled.loaded.source.file)
-    if settings.path is None and not config_file.is_file():
-        return None
-    return ledger_path_of(config_file, settings.path)
 
 
 def _iso(moment: float | None) -> str | None:

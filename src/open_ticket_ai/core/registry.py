@@ -3,48 +3,44 @@
 Accepted spellings: ``module:Class``, ``module.Class``, a short name (``CompositePipe``) of a
 built-in or of a plugin's component, and the module aliases older configs use
 (``open_ticket_ai.base.interval_trigger:IntervalTrigger``).
+
+The core knows no component by name. Short names come from entry points in the group
+``open_ticket_ai.plugins``: the built-ins are the entry points of the ``open-ticket-ai``
+distribution itself (its ``pyproject.toml``), the rest come from installed plugins and from
+the modules a config lists under ``plugins:``. A ``Name = "module:Class"`` entry point makes
+``Name`` a short name and imports ``module`` only when a config uses it; a ``name = "module"``
+entry point imports the module when a :class:`Registry` is made and gives each public
+component class it defines its class name. Entry points are read once per process
+(:func:`reload_entry_points` forgets them). A built-in keeps its short name when a plugin
+declares the same one; the clash is logged once, naming both distributions.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
-from importlib.metadata import entry_points
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
 from types import ModuleType
 from typing import Any, TypeVar
 
 from open_ticket_ai.core.component import Component
 from open_ticket_ai.errors import ComponentError
 
-__all__ = ["ENTRY_POINT_GROUP", "Registry"]
+__all__ = ["DISTRIBUTION", "ENTRY_POINT_GROUP", "Registry", "reload_entry_points"]
 
 ENTRY_POINT_GROUP = "open_ticket_ai.plugins"
+"""The entry-point group of components: the built-ins' and every plugin's."""
 
-BUILTINS: dict[str, str] = {
-    "CompositePipe": "open_ticket_ai.base.pipes.composite_pipe:CompositePipe",
-    "ExpressionPipe": "open_ticket_ai.base.pipes.expression_pipe:ExpressionPipe",
-    "HttpRequestPipe": "open_ticket_ai.base.pipes.http_request_pipe:HttpRequestPipe",
-    "IntervalTrigger": "open_ticket_ai.base.triggers.interval_trigger:IntervalTrigger",
-    "WebhookTrigger": "open_ticket_ai.base.triggers.webhook_trigger:WebhookTrigger",
-    "RunnerFinishedTrigger": (
-        "open_ticket_ai.base.triggers.runner_finished_trigger:RunnerFinishedTrigger"
-    ),
-    "CronTrigger": "open_ticket_ai.base.triggers.cron_trigger:CronTrigger",
-    "DateTrigger": "open_ticket_ai.base.triggers.date_trigger:DateTrigger",
-    "FetchTicketsPipe": "open_ticket_ai.tickets.pipes:FetchTicketsPipe",
-    "UpdateTicketPipe": "open_ticket_ai.tickets.pipes:UpdateTicketPipe",
-    "AddNotePipe": "open_ticket_ai.tickets.pipes:AddNotePipe",
-    "CreateTicketPipe": "open_ticket_ai.tickets.pipes:CreateTicketPipe",
-    "SqliteTicketSystem": "open_ticket_ai.tickets.adapters.sqlite:SqliteTicketSystem",
-    "RequestTrackerTicketSystem": "open_ticket_ai.tickets.adapters.rt:RequestTrackerTicketSystem",
-    "ZnunyTicketSystem": "open_ticket_ai.tickets.adapters.znuny:ZnunyTicketSystem",
-    "OtoboTicketSystem": "open_ticket_ai.tickets.adapters.znuny:ZnunyTicketSystem",
-    "ZammadTicketSystem": "open_ticket_ai.tickets.adapters.zammad:ZammadTicketSystem",
-    "ClassifyPipe": "open_ticket_ai.classification.classify_pipe:ClassifyPipe",
-    "ClassifierService": "open_ticket_ai.classification.service:ClassifierService",
-    "SampleTicketPipe": "open_ticket_ai.demo.pipes:SampleTicketPipe",
-}
+DISTRIBUTION = "open-ticket-ai"
+"""The distribution whose entry points are the built-ins."""
+
+_BUILTIN_ORIGIN = "open_ticket_ai"
 
 MODULE_ALIASES: dict[str, str] = {
     "open_ticket_ai.base.interval_trigger": "open_ticket_ai.base.triggers.interval_trigger",
@@ -53,29 +49,141 @@ MODULE_ALIASES: dict[str, str] = {
     "open_ticket_ai.base.http_request_pipe": "open_ticket_ai.base.pipes.http_request_pipe",
 }
 
+_log = logging.getLogger("open_ticket_ai.registry")
+
 C = TypeVar("C", bound=Component[Any])
 
 
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """One entry point of the group as its distribution's metadata declares it."""
+
+    name: str
+    value: str
+    distribution: str  # "name version", for messages
+    builtin: bool
+
+    @property
+    def module(self) -> str:
+        return self.value.partition("[")[0].partition(":")[0].strip()
+
+    @property
+    def attr(self) -> str | None:
+        """``Class`` of ``module:Class``; None for an entry point naming a module."""
+        _, colon, attr = self.value.partition("[")[0].partition(":")
+        return attr.strip() if colon else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    builtins: tuple[_Declared, ...]
+    plugins: tuple[_Declared, ...]
+    problem: str | None = None
+
+
+@functools.cache
+def _entry_points() -> _Found:
+    """The group's entry points, read from the metadata once per process (nothing imported)."""
+    try:
+        own = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return _Found(
+            (),
+            (),
+            f"the distribution {DISTRIBUTION!r} is not installed: its built-in components "
+            f"are entry points ({ENTRY_POINT_GROUP!r}) in its package metadata, and no "
+            "metadata for it is on sys.path; install the package (from a source checkout: "
+            "pip install -e .)",
+        )
+    own_label = _label(own)
+    builtins = tuple(
+        _Declared(point.name, point.value, own_label, builtin=True)
+        for point in own.entry_points.select(group=ENTRY_POINT_GROUP)
+    )
+    if not builtins:
+        return _Found(
+            (),
+            (),
+            f"the installed metadata of {own_label} declares no built-in component (no "
+            f"entry points in {ENTRY_POINT_GROUP!r}): it is older than the pyproject.toml "
+            "declaring them; reinstall the package (from a source checkout: pip install -e .)",
+        )
+    own_key = _normalise(own.name)
+    plugins = [
+        _Declared(point.name, point.value, _label(point.dist), builtin=False)
+        for point in metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if point.dist is None or _normalise(point.dist.name) != own_key
+    ]
+    plugins.sort(key=lambda point: (point.distribution, point.name, point.value))
+    return _Found(builtins, tuple(plugins))
+
+
+_reported: set[str] = set()
+
+
+def reload_entry_points() -> None:
+    """Forget the entry points read so far: the next :class:`Registry` reads them again.
+
+    For a process that installs a plugin while it runs, and for tests.
+    """
+    _entry_points.cache_clear()
+    _reported.clear()
+
+
+def _label(dist: metadata.Distribution | None) -> str:
+    if dist is None:
+        return "an unknown distribution"
+    return f"{dist.name} {dist.version}"
+
+
+def _normalise(name: str | None) -> str:
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def _report_once(message: str) -> None:
+    if message not in _reported:
+        _reported.add(message)
+        _log.warning("%s", message)
+
+
 class Registry:
-    """Short names and plugins; resolves a ``use:`` string to a class of the wanted kind."""
+    """Short names and plugins; resolves a ``use:`` string to a class of the wanted kind.
+
+    The built-ins are always there; ``load_entry_points=False`` leaves installed plugins out.
+    Raises ComponentError when the package's own metadata (and so every built-in) is missing.
+    """
 
     def __init__(self, *, load_entry_points: bool = True) -> None:
-        self._short: dict[str, str | type[Component[Any]]] = dict(BUILTINS)
-        self._origin: dict[str, str] = dict.fromkeys(BUILTINS, "open_ticket_ai")
+        found = _entry_points()
+        if found.problem is not None:
+            raise ComponentError(found.problem)
+        self._short: dict[str, str | type[Component[Any]]] = {}
+        self._origin: dict[str, str] = {}
+        self._declared: dict[str, _Declared] = {}  # the entry point a short name comes from
+        self._ambiguous: dict[str, list[str]] = {}  # names two plugins declare differently
+        self._implied: set[str] = set()
         self._resolved: dict[str, type[Component[Any]]] = {}
-        if load_entry_points:
-            for point in entry_points(group=ENTRY_POINT_GROUP):
-                try:
-                    loaded = point.load()
-                except Exception as exc:
-                    raise ComponentError(
-                        f"plugin entry point {point.name!r} ({point.value}) failed to load: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                if isinstance(loaded, ModuleType):
-                    self.add_module(loaded)
-                elif isinstance(loaded, type) and issubclass(loaded, Component):
-                    self.add(loaded, origin=point.value)
+        for point in found.builtins:
+            self._offer(point.name, point.value, point)
+        if not load_entry_points:
+            return
+        for point in found.plugins:
+            if point.attr is not None:
+                self._offer(point.name, point.value, point)
+        for point in found.plugins:
+            if point.attr is None:
+                for cls in _components(self._load_module(point)):
+                    self._offer(cls.__name__, cls, point)
+        for point in found.plugins:
+            # Compatibility: ``greet = "pkg:GreetPipe"`` used to be known as ``GreetPipe``
+            # only; that name stays, unless something declares it outright.
+            implied = (point.attr or "").rpartition(".")[2]
+            if implied and implied != point.name:
+                if implied not in self._short:
+                    self._offer(implied, point.value, point)
+                    self._implied.add(implied)
+                elif implied in self._implied:
+                    self._offer(implied, point.value, point)
 
     @property
     def short_names(self) -> list[str]:
@@ -87,6 +195,8 @@ class Registry:
         existing = self._short.get(name)
         if (
             existing is not None
+            and name not in self._implied
+            and name not in self._ambiguous
             and existing is not cls
             and self._qualname(existing) != (f"{cls.__module__}:{cls.__qualname__}")
         ):
@@ -97,22 +207,18 @@ class Registry:
             )
         self._short[name] = cls
         self._origin[name] = origin or cls.__module__
+        self._declared.pop(name, None)
+        self._ambiguous.pop(name, None)
+        self._implied.discard(name)
 
     def add_module(self, module: ModuleType | str) -> int:
         """Register every public component class a plugin module defines; return the count."""
         if isinstance(module, str):
             module = self._import(module)
         count = 0
-        for name, value in vars(module).items():
-            if (
-                not name.startswith("_")
-                and inspect.isclass(value)
-                and issubclass(value, Component)
-                and _defined_in(value, module.__name__)
-                and not inspect.isabstract(value)
-            ):
-                self.add(value, origin=module.__name__)
-                count += 1
+        for cls in _components(module):
+            self.add(cls, origin=module.__name__)
+            count += 1
         return count
 
     def resolve(self, spec: str, kind: type[C]) -> type[C]:
@@ -161,9 +267,59 @@ class Registry:
                 f" (known: {', '.join(sorted(self._short))}; or write 'module:Class')"
             )
             raise ComponentError(f"unknown component {name!r}{hint}")
-        if isinstance(target, str):
+        if name in self._ambiguous:
+            raise ComponentError(
+                f"short name {name!r} is declared by more than one plugin: "
+                f"{' and '.join(self._ambiguous[name])}; write the one you mean as 'module:Class'"
+            )
+        if not isinstance(target, str):
+            return target
+        point = self._declared.get(name)
+        if point is None or point.builtin:
             return self._lookup(target)
-        return target
+        try:
+            return self._lookup(target)
+        except ComponentError as exc:
+            raise ComponentError(
+                f"plugin entry point {point.name!r} ({point.value}) of {point.distribution} "
+                f"failed to load: {exc}"
+            ) from exc
+
+    def _offer(self, name: str, target: str | type[Component[Any]], point: _Declared) -> None:
+        """Give ``name`` to ``target`` from an entry point, unless it is taken (see module doc)."""
+        existing = self._short.get(name)
+        if existing is None:
+            self._short[name] = target
+            self._origin[name] = (
+                _BUILTIN_ORIGIN if point.builtin else f"{point.value} from {point.distribution}"
+            )
+            self._declared[name] = point
+            return
+        if self._qualname(existing) == self._qualname(target):
+            return
+        holder = self._declared[name]
+        if holder.builtin:
+            _report_once(
+                f"plugin distribution {point.distribution} declares the short name {name!r} "
+                f"({self._qualname(target)}), which is a built-in of {holder.distribution} "
+                f"({self._qualname(existing)}); {name!r} keeps meaning the built-in: write "
+                f"'{self._qualname(target)}' to use the plugin's"
+            )
+            return
+        claims = self._ambiguous.setdefault(
+            name, [f"{self._qualname(existing)} from {holder.distribution}"]
+        )
+        claims.append(f"{self._qualname(target)} from {point.distribution}")
+
+    @staticmethod
+    def _load_module(point: _Declared) -> ModuleType:
+        try:
+            return importlib.import_module(point.module)
+        except Exception as exc:
+            raise ComponentError(
+                f"plugin entry point {point.name!r} ({point.value}) of {point.distribution} "
+                f"failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @staticmethod
     def _import(module_name: str) -> ModuleType:
@@ -186,6 +342,19 @@ class Registry:
 def _defined_in(cls: type[Any], module_name: str) -> bool:
     """True when ``cls`` comes from the module or one of its submodules (not a namesake)."""
     return cls.__module__ == module_name or cls.__module__.startswith(module_name + ".")
+
+
+def _components(module: ModuleType) -> Iterator[type[Component[Any]]]:
+    """The public, concrete component classes ``module`` defines (not those it imports)."""
+    for name, value in vars(module).items():
+        if (
+            not name.startswith("_")
+            and inspect.isclass(value)
+            and issubclass(value, Component)
+            and _defined_in(value, module.__name__)
+            and not inspect.isabstract(value)
+        ):
+            yield value
 
 
 def _hint(name: str, options: list[str]) -> str:

@@ -8,10 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import PipeContext
+from open_ticket_ai import ParamsModel, Pipe, PipeContext, PipeResult
 from open_ticket_ai.demo.sample_tickets import sample_tickets
 
 __all__ = ["SampleTicketParams", "SampleTicketPipe"]

@@ -61,6 +61,7 @@ __all__ = [
     "RunRecord",
     "SqliteLedgerStore",
     "TicketEntry",
+    "ledger_file_of",
     "ledger_path_of",
     "next_run_numbers",
     "open_ledger",
@@ -733,6 +734,18 @@ def record_of(event: RunEnded) -> RunRecord:
     )
 
 
+def ledger_file_of(compiled: CompiledConfig) -> Path | None:
+    """The ledger file of a config: None when ``ledger: false``, or when the config is text
+    with no file (and so no directory) and no ``ledger.path``."""
+    settings = compiled.loaded.config.orchestrator.ledger
+    if not settings.enabled:
+        return None
+    config_file = Path(compiled.loaded.source.file)
+    if settings.path is None and not config_file.is_file():
+        return None
+    return ledger_path_of(config_file, settings.path)
+
+
 def open_ledger(
     compiled: CompiledConfig, on_error: Callable[[BaseException], None] | None = None
 ) -> Ledger | None:
@@ -741,13 +754,10 @@ def open_ledger(
 
     Raises ComponentError when the file cannot be a ledger (another kind of file, a newer
     schema, a directory that cannot be created)."""
+    path = ledger_file_of(compiled)
+    if path is None:
+        return None
     settings = compiled.loaded.config.orchestrator.ledger
-    if not settings.enabled:
-        return None
-    config_file = Path(compiled.loaded.source.file)
-    if settings.path is None and not config_file.is_file():
-        return None
-    path = ledger_path_of(config_file, settings.path)
     try:
         store = SqliteLedgerStore(path)
     except LedgerError as exc:

@@ -23,7 +23,6 @@ from open_ticket_ai.core.triggers.base import (
     Trigger,
 )
 from open_ticket_ai.errors import ComponentError
-from open_ticket_ai.runtime.arming import Armer
 from open_ticket_ai.runtime.control import Listener, ListenerFactory
 from open_ticket_ai.runtime.events import (
     EventBus,
@@ -48,7 +47,7 @@ from open_ticket_ai.runtime.events import (
 from open_ticket_ai.runtime.health import WATCHED, HealthBoard, RunnerHealth
 from open_ticket_ai.runtime.ledger import next_run_numbers, open_ledger, record_of
 from open_ticket_ai.runtime.runner import PipeRunner
-from open_ticket_ai.runtime.schedule import WALL_CLOCK_STEP, Schedule
+from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Scheduler
 from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
 from open_ticket_ai.runtime.state import StateStore
 from open_ticket_ai.runtime.stats import COUNTED
@@ -147,8 +146,8 @@ class Orchestrator:
         for runner in self.runners.values():
             for trigger_id in runner.spec.triggers:
                 self._listeners.setdefault(trigger_id, []).append(runner)
-        self._timers: dict[str, Schedule] = {}
-        """One per time trigger; with ``spread``, one per (trigger, runner)."""
+        self.scheduler: Scheduler | None = None
+        """Every timer, once :meth:`run` armed the triggers."""
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._firing = False
@@ -180,6 +179,7 @@ class Orchestrator:
                 await self._until_stopped_or_done([task])
                 await self._shutdown()
         finally:
+            await self._close_ledger()
             self.close()
         if task.cancelled():
             return PipeResult.failure("cancelled at shutdown")
@@ -196,6 +196,7 @@ class Orchestrator:
         finally:
             if self.watchdog is not None:
                 self.watchdog.stop()
+            await self._close_ledger()
             self.close()
 
     def close(self) -> None:
@@ -205,6 +206,13 @@ class Orchestrator:
             self.state.close()
         if self.ledger is not None:
             self.ledger.close()
+
+    async def _close_ledger(self) -> None:
+        """Write what the ledger holds (off the loop: a failing disk may take the close's
+        whole deadline), then deliver what its writer reported meanwhile."""
+        if self.ledger is not None and self.ledger.pending:
+            await asyncio.to_thread(self.ledger.close)
+            await asyncio.sleep(0)
 
     def _record(self, event: RunEnded) -> None:
         assert self.ledger is not None
@@ -236,7 +244,7 @@ class Orchestrator:
             loop = asyncio.get_running_loop()
             self.started_at = loop.time()
             self._firing = True
-            self._armer = Armer(
+            self.scheduler = Scheduler(
                 self.started_at,
                 self.wall_clock,
                 self.wall_step,
@@ -330,19 +338,9 @@ class Orchestrator:
 
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""
-        if self._loop is None or not self._timers:
+        if self._loop is None or self.scheduler is None:
             return {}
-        now_wall = time.time()
-        now = self._loop.time()
-        found: dict[str, float] = {}
-        for schedule in self._timers.values():
-            if schedule.point is None:
-                continue
-            due = schedule.due if schedule.wall else now_wall + (schedule.due - now)
-            for runner in schedule.runners:
-                if runner.id not in found or due < found[runner.id]:
-                    found[runner.id] = due
-        return found
+        return self.scheduler.next_fires(self._loop.time(), time.time())
 
     def subscribe_run_finished(self, callback: Callable[[RunEnded], None]) -> None:
         """Call ``callback(event)`` whenever a run finishes or fails (not when cancelled)."""
@@ -374,8 +372,8 @@ class Orchestrator:
                 f"trigger {trigger.id!r} ({type(trigger).__name__}) is neither a TimeTrigger "
                 "nor an EventTrigger"
             )
-        for schedule in self._armer.arm(trigger, self._listeners[trigger.id]):
-            self._timers[schedule.key] = schedule
+        assert self.scheduler is not None
+        self.scheduler.arm(trigger, self._listeners[trigger.id])
 
     def _missed(self, schedule: Schedule, count: int, late: float) -> None:
         for runner in schedule.runners:
@@ -429,9 +427,8 @@ class Orchestrator:
 
     async def _shutdown(self) -> None:
         self._firing = False
-        for schedule in self._timers.values():
-            schedule.cancel()
-        self._timers.clear()
+        if self.scheduler is not None:
+            self.scheduler.cancel()
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None

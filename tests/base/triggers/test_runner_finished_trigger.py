@@ -13,9 +13,10 @@ import pytest
 from open_ticket_ai import ComponentError, ConfigError, build, parse_config
 from open_ticket_ai.base.triggers import RunnerFinishedTrigger
 from open_ticket_ai.base.triggers.runner_finished_trigger import RunnerFinishedParams
-from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
-from open_ticket_ai.core.orchestration.trigger import FireOutcome
 from open_ticket_ai.core.pipes.result import PipeResult
+from open_ticket_ai.core.triggers.base import FireOutcome, FireStatus
+from open_ticket_ai.runtime.events import RunEnded, RunFailed, RunFinished, RunOutcome
+from open_ticket_ai.runtime.orchestrator import Orchestrator
 
 ECHO = 'run: {id: echo, use: ExpressionPipe, params: {expression: "{{ trigger.payload }}"}}'
 
@@ -53,6 +54,7 @@ def runs(orchestrator: Orchestrator) -> dict[str, int]:
     return {id: r.stats.runs for id, r in orchestrator.runners.items()}
 
 
+@pytest.mark.virtual_clock
 async def test_success_fires_the_succeeded_and_any_followers() -> None:
     orchestrator = await run_for(chained("done"))
     assert runs(orchestrator) == {"source": 1, "on_success": 1, "on_failure": 0, "on_any": 1}
@@ -63,6 +65,7 @@ async def test_success_fires_the_succeeded_and_any_followers() -> None:
     }
 
 
+@pytest.mark.virtual_clock
 async def test_failure_fires_the_failed_and_any_followers() -> None:
     orchestrator = await run_for(chained("{{ fail('disk full') }}"))
     assert runs(orchestrator) == {"source": 1, "on_success": 0, "on_failure": 1, "on_any": 1}
@@ -74,6 +77,7 @@ async def test_failure_fires_the_failed_and_any_followers() -> None:
     assert "disk full" in payload["message"]
 
 
+@pytest.mark.virtual_clock
 async def test_chains_run_hop_after_hop_on_a_schedule() -> None:
     orchestrator = await run_for(
         f"""
@@ -91,14 +95,15 @@ async def test_chains_run_hop_after_hop_on_a_schedule() -> None:
         seconds=0.45,
     )
     counts = runs(orchestrator)
-    assert counts["a"] >= 3
-    # A stop may fall between hops: the last link may miss the final run, nothing more.
-    assert counts["a"] - 1 <= counts["c"] <= counts["b"] <= counts["a"]
+    # Ticks at 0.1 to 0.4; on the virtual clock each chain runs to its end at its tick's
+    # instant, so the stop at 0.45 cannot fall between hops.
+    assert counts["a"] == counts["b"] == counts["c"] == 4
     last = orchestrator.runners["c"].last_result
     assert last is not None
     assert last.data["value"]["runner"] == "b"
 
 
+@pytest.mark.virtual_clock
 async def test_a_runner_chained_to_itself_runs_once_not_forever(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -114,7 +119,7 @@ async def test_a_runner_chained_to_itself_runs_once_not_forever(
         """,
         seconds=0.12,
     )
-    assert 1 <= orchestrator.runners["loop"].stats.runs <= 3  # the 50 ms timer, not the chain
+    assert orchestrator.runners["loop"].stats.runs == 2  # the 50 ms timer, not the chain
     refused = [r for r in caplog.records if getattr(r, "event", "") == "trigger.refused"]
     assert refused
     assert "busy" in refused[0].fields["reason"]  # type: ignore[attr-defined]
@@ -136,14 +141,14 @@ class DirectoryHost:
 
     def __init__(self, runner_ids: Collection[str]) -> None:
         self.runner_ids = runner_ids
-        self.callbacks: list[Callable[[str, PipeResult], None]] = []
+        self.callbacks: list[Callable[[RunEnded], None]] = []
         self.fired: list[Any] = []
 
     def fire(self, payload: Any = None) -> list[FireOutcome]:
         self.fired.append(payload)
-        return [FireOutcome("follower", "follower-1")]
+        return [FireOutcome("follower", FireStatus.STARTED, "follower-1")]
 
-    def subscribe_run_finished(self, callback: Callable[[str, PipeResult], None]) -> None:
+    def subscribe_run_finished(self, callback: Callable[[RunEnded], None]) -> None:
         self.callbacks.append(callback)
 
 
@@ -158,11 +163,30 @@ async def test_only_the_followed_runner_with_the_wanted_status_fires() -> None:
     host = DirectoryHost(["a"])
     await trigger.serve(host)
     (callback,) = host.callbacks
-    callback("other", PipeResult.failure("x"))
-    callback("a", PipeResult.success())
-    callback("a", PipeResult.skip("nothing to do"))
-    callback("a", PipeResult.failure("boom"))
-    assert host.fired == [{"runner": "a", "status": "failed", "message": "boom"}]
+    callback(ended("other", PipeResult.failure("x")))
+    callback(ended("a", PipeResult.success()))
+    callback(ended("a", PipeResult.skip("nothing to do")))
+    callback(ended("a", PipeResult.failure("boom")))
+    callback(ended("a", PipeResult.failure("timed out after 1s"), RunOutcome.TIMED_OUT))
+    assert host.fired == [
+        {"runner": "a", "status": "failed", "message": "boom"},
+        {"runner": "a", "status": "failed", "message": "timed out after 1s"},
+    ]
+
+
+def ended(runner: str, result: PipeResult, outcome: RunOutcome | None = None) -> RunEnded:
+    kind = RunFailed if result.failed else RunFinished
+    if outcome is None:
+        outcome = RunOutcome.FAILED if result.failed else RunOutcome(result.status.value)
+    return kind(
+        runner=runner,
+        trigger="t",
+        run_id=f"{runner}-1",
+        outcome=outcome,
+        started=0.0,
+        duration=0.1,
+        result=result,
+    )
 
 
 def test_following_an_unknown_runner_is_a_config_error_with_its_path() -> None:

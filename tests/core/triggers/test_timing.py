@@ -22,7 +22,7 @@ from open_ticket_ai.core.triggers.timing import (
     stable_fraction,
     timing_of,
 )
-from open_ticket_ai.runtime.schedule import Schedule
+from open_ticket_ai.runtime.scheduler import Schedule
 
 
 def interval(**params: object) -> IntervalTrigger:

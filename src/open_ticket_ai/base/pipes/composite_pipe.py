@@ -6,9 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import PipeContext
+from open_ticket_ai import Pipe, PipeContext, PipeResult
 
 __all__ = ["CompositeParams", "CompositePipe"]
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.pipes.pipe import Pipe
-from open_ticket_ai.core.pipes.result import PipeResult
-from open_ticket_ai.core.pipes.run import PipeContext
+from open_ticket_ai import ParamsModel, Pipe, PipeContext, PipeResult
 
 __all__ = ["ExpressionParams", "ExpressionPipe"]
 

@@ -23,9 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, Field
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.durations import Duration
-from open_ticket_ai.core.triggers.base import TimeTrigger
+from open_ticket_ai import Duration, ParamsModel, TimeTrigger
 from open_ticket_ai.core.triggers.timing import Timing
 
 __all__ = [

@@ -6,10 +6,8 @@ from datetime import UTC, datetime
 
 from pydantic import Field, model_validator
 
+from open_ticket_ai import Duration, ParamsModel, TimeTrigger
 from open_ticket_ai.base.triggers.cron_trigger import ZoneName, zone_named
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.durations import Duration
-from open_ticket_ai.core.triggers.base import TimeTrigger
 
 __all__ = ["DateParams", "DateTrigger"]
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.durations import Duration, parse_duration
-from open_ticket_ai.core.triggers.base import TimeTrigger
+from open_ticket_ai import Duration, ParamsModel, TimeTrigger
+from open_ticket_ai.core.durations import parse_duration
 from open_ticket_ai.core.triggers.timing import Timing
 
 __all__ = ["IntervalParams", "IntervalTrigger"]

@@ -8,8 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.core.triggers.base import EventTrigger, TriggerHost
+from open_ticket_ai import EventTrigger, ParamsModel, TriggerHost
 from open_ticket_ai.http.messages import (
     HttpRequest,
     HttpResponse,

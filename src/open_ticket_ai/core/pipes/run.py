@@ -154,19 +154,7 @@ async def execute_pipe(
         started = time.monotonic()
         result, items = await _for_each(spec, run, parent)
         run.results[spec.id] = result
-        steps = run.journal.steps
-        if steps is not None:
-            steps.append(
-                StepReport(
-                    spec.path,
-                    spec.id,
-                    result.status,
-                    time.monotonic() - started,
-                    1,
-                    result.message,
-                    items,
-                )
-            )
+        _report(run, spec, result, started, 1, items)
         return result
     return await _execute(spec, run, parent)
 
@@ -180,13 +168,11 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
 
 
 async def _execute_step(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
-    steps = run.journal.steps
-    started = time.monotonic() if steps is not None else 0.0
+    started = time.monotonic() if run.journal.steps is not None else 0.0
     prepared = _prepare(spec, run, parent)
     if isinstance(prepared, PipeResult):
         run.results[spec.id] = prepared
-        if steps is not None:
-            steps.append(StepReport(spec.path, spec.id, prepared.status, 0.0, 0, prepared.message))
+        _report(run, spec, prepared, 0.0, 0)  # ended before it ran: no time, no attempt
         return prepared
     params, raw = prepared
     retry = spec.retry
@@ -205,18 +191,25 @@ async def _execute_step(spec: PipeSpec, run: RunContext, parent: Mapping[str, An
             f"{result.message} (after {attempt} attempts)", result.data, result.error
         )
     run.results[spec.id] = result
-    if steps is not None:
-        steps.append(
-            StepReport(
-                spec.path,
-                spec.id,
-                result.status,
-                time.monotonic() - started,
-                attempt,
-                result.message,
-            )
-        )
+    _report(run, spec, result, started, attempt)
     return result
+
+
+def _report(
+    run: RunContext,
+    spec: PipeSpec,
+    result: PipeResult,
+    started: float,
+    attempts: int,
+    items: tuple[PipeStatus, ...] = (),
+) -> None:
+    """Add the step's report to the run's journal (not inside ``for_each`` items)."""
+    steps = run.journal.steps
+    if steps is not None:
+        duration = time.monotonic() - started if started else 0.0
+        steps.append(
+            StepReport(spec.path, spec.id, result.status, duration, attempts, result.message, items)
+        )
 
 
 def _unmet_dependency(spec: PipeSpec, run: RunContext) -> PipeResult | None:

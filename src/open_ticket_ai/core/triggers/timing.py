@@ -2,7 +2,7 @@
 
 Everything here is a pure function of plain numbers (times on one clock, in seconds), so
 every rule is tested with fixed values and no sleeping. The orchestrator's timers
-(:mod:`open_ticket_ai.runtime.schedule`) only read a clock and apply these.
+(:mod:`open_ticket_ai.runtime.scheduler`) only read a clock and apply these.
 
 Terms: a trigger's *grid points* are the times ``next_fire_after`` answers. A runner
 listening to a trigger fires at ``point + phase + jitter``: ``phase`` is fixed per (trigger,

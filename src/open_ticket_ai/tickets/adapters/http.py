@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
+from open_ticket_ai import TicketNotFoundError, TicketSystemError
 
 __all__ = ["HelpdeskClient"]
 

@@ -13,17 +13,18 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
-from open_ticket_ai.tickets.models import (
+from open_ticket_ai import (
     NewTicket,
     Note,
-    Priority,
+    ParamsModel,
     Ticket,
     TicketChanges,
+    TicketNotFoundError,
     TicketSearch,
+    TicketSystem,
+    TicketSystemError,
 )
-from open_ticket_ai.tickets.system import TicketSystem
+from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["SqliteParams", "SqliteTicketSystem"]
 

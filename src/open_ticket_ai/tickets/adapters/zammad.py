@@ -8,19 +8,20 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from open_ticket_ai.core.component import ParamsModel
-from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
-from open_ticket_ai.tickets.adapters.conventions import parse_priority_map, priority_of
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient
-from open_ticket_ai.tickets.models import (
+from open_ticket_ai import (
     NewTicket,
     Note,
-    Priority,
+    ParamsModel,
     Ticket,
     TicketChanges,
+    TicketNotFoundError,
     TicketSearch,
+    TicketSystem,
+    TicketSystemError,
 )
-from open_ticket_ai.tickets.system import TicketSystem
+from open_ticket_ai.tickets.adapters.conventions import parse_priority_map, priority_of
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient
+from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "ZammadParams", "ZammadTicketSystem", "priority_of"]
 
