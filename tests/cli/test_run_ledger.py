@@ -238,7 +238,8 @@ def test_status_from_a_running_instance_then_from_its_files(tmp_path: Path) -> N
 
 
 def test_status_of_a_broken_config_is_a_config_error(tmp_path: Path) -> None:
-    (tmp_path / "config.yml").write_text("orchestrator: {runners: [{id: a, run: {id: p, use: Nope}}]}")
+    broken = "orchestrator: {runners: [{id: a, run: {id: p, use: Nope}}]}"
+    (tmp_path / "config.yml").write_text(broken)
     done = otai("status", "config.yml", cwd=tmp_path)
     assert done.returncode == 2
     assert "Nope" in done.stderr
