@@ -1,4 +1,5 @@
-"""Shared pieces: the no-op pipe, percentiles, RSS, and running a contender in a subprocess."""
+"""Shared pieces: the no-op pipe, percentiles, RSS, counting a ledger's runs, and running a
+contender in a subprocess."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class NoopParams(ParamsModel):
     offset: float = 0.0
 
 
-_DONE = PipeResult(succeeded=True)
+_DONE = PipeResult.success()
 
 
 class LatenessPipe(Pipe[NoopParams]):
@@ -51,6 +52,20 @@ def rss_mb() -> float:
     import os
 
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def ledger_rows(path: Path) -> int:
+    """Runs in the ledger file at ``path``, read as ``otai runs`` reads it (read-only, while
+    or after the service writes it). Raises when the file is no ledger (none was written)."""
+    import sqlite3
+    from contextlib import closing
+
+    from open_ticket_ai.runtime.ledger import SqliteLedgerStore
+
+    SqliteLedgerStore(path, readonly=True).close()  # a ledger, of a schema this code knows
+    with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM runs").fetchone()
+    return int(count)
 
 
 def run_child(module: str, *args: str, timeout: float = 300) -> dict[str, Any]:

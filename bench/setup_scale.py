@@ -17,7 +17,7 @@ from bench.precision import INTERVAL, _config
 
 async def ours(runners: int) -> None:
     from open_ticket_ai import parse_config
-    from open_ticket_ai.core.orchestration.startup import prepare
+    from open_ticket_ai.runtime.startup import prepare
 
     text = _config(runners)
     orchestrator = prepare(lambda: parse_config(text, "bench.yml"))
@@ -61,7 +61,7 @@ def main() -> None:
     import apscheduler.schedulers.asyncio  # noqa: F401  (imports are not set-up cost)
 
     import open_ticket_ai.base
-    import open_ticket_ai.core.orchestration.orchestrator  # noqa: F401
+    import open_ticket_ai.runtime.orchestrator  # noqa: F401
 
     gc.collect()
     before = rss_mb()

@@ -46,7 +46,7 @@ def _routing(directory: Path, helpdesk: dict[str, Any] | None = None) -> str:
 
 async def _route(text: str) -> float:
     from open_ticket_ai import build, parse_config
-    from open_ticket_ai.core.orchestration.orchestrator import Orchestrator
+    from open_ticket_ai.runtime.orchestrator import Orchestrator
 
     orchestrator = Orchestrator(build(parse_config(text, "ticket-routing.yml")))
     started = time.perf_counter()

@@ -856,6 +856,10 @@ class _QueuedSubscription(_Subscription):
         self.idle: asyncio.Event | None = None
 
 
+_Route = tuple[tuple[_Subscription, ...], tuple[_QueuedSubscription, ...]]
+"""For one event type: its plain subscribers, then its async ones."""
+
+
 class EventBus:
     """Delivers each published event to every subscriber that wants its type.
 
@@ -868,7 +872,7 @@ class EventBus:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._subscriptions: list[_Subscription] = []
-        self._routes: dict[type[Event], tuple[_Subscription, ...]] = {}
+        self._routes: dict[type[Event], _Route] = {}
         self._clock = clock
 
     def subscribe(
@@ -903,19 +907,26 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` now (plain subscribers) or enqueue it (async ones)."""
-        kind = type(event)
-        route = self._routes.get(kind)
+        route = self._routes.get(type(event))
         if route is None:
-            route = tuple(s for s in self._subscriptions if issubclass(kind, s.kinds))
-            self._routes[kind] = route
-        for subscription in route:
-            if isinstance(subscription, _QueuedSubscription):
-                self._enqueue(subscription, event)
-                continue
+            route = self._route(type(event))
+        plain, queued = route
+        for subscription in plain:
             try:
                 subscription.callback(event)
             except Exception as exc:
                 self._failed(subscription, event, exc)
+        for waiting in queued:
+            self._enqueue(waiting, event)
+
+    def _route(self, kind: type[Event]) -> _Route:
+        wanted = [s for s in self._subscriptions if issubclass(kind, s.kinds)]
+        route = (
+            tuple(s for s in wanted if not isinstance(s, _QueuedSubscription)),
+            tuple(s for s in wanted if isinstance(s, _QueuedSubscription)),
+        )
+        self._routes[kind] = route
+        return route
 
     @property
     def subscribers(self) -> list[str]:

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
+from dataclasses import dataclass
 from typing import Any
 
 from open_ticket_ai.runtime.events import (
@@ -19,7 +20,7 @@ __all__ = ["WATCHED", "HealthBoard", "RunnerHealth"]
 WATCHED: tuple[type[Event], ...] = (RunStarted, RunEnded, RunSkipped)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunnerHealth:
     """One runner's state: the run in progress (``running``, ``run_id``, since when), the
     last ended run (``last_*``) and counts since start."""
@@ -53,35 +54,34 @@ class RunnerHealth:
 
 class HealthBoard:
     """A subscriber (of :data:`WATCHED` events) that keeps a :class:`RunnerHealth` per
-    runner."""
+    runner, updated in place (it runs after every run); :meth:`snapshot` copies."""
 
     def __init__(self, runner_ids: list[str]) -> None:
-        self.runners: dict[str, RunnerHealth] = {id: RunnerHealth() for id in runner_ids}
+        self._runners: dict[str, RunnerHealth] = {id: RunnerHealth() for id in runner_ids}
+
+    def snapshot(self) -> dict[str, RunnerHealth]:
+        """Each runner's state now, as copies the board no longer changes."""
+        return {id: copy.copy(state) for id, state in self._runners.items()}
 
     def __call__(self, event: Event) -> None:
-        runner = getattr(event, "runner", None)
-        current = self.runners.get(runner) if isinstance(runner, str) else None
-        if current is None or runner is None:
+        # Every watched event has a ``runner``.
+        current = self._runners.get(event.runner)  # type: ignore[attr-defined]
+        if current is None:
             return
         if isinstance(event, RunStarted):
-            self.runners[runner] = replace(
-                current,
-                running=True,
-                run_id=event.run_id,
-                running_since=event.started,
-                runs=current.runs + 1,
-            )
+            current.running = True
+            current.run_id = event.run_id
+            current.running_since = event.started
+            current.runs += 1
         elif isinstance(event, RunEnded):
-            status = event.result.status.value if event.result is not None else event.outcome.value
-            self.runners[runner] = replace(
-                current,
-                running=False,
-                running_since=None,
-                failures=current.failures + (event.outcome is RunOutcome.FAILED),
-                last_status=status,
-                last_outcome=event.outcome,
-                last_started=event.started,
-                last_duration=event.duration,
-            )
+            result = event.result
+            current.running = False
+            current.running_since = None
+            if event.outcome is RunOutcome.FAILED:
+                current.failures += 1
+            current.last_status = result.status.value if result is not None else event.outcome.value
+            current.last_outcome = event.outcome
+            current.last_started = event.started
+            current.last_duration = event.duration
         elif isinstance(event, RunSkipped):
-            self.runners[runner] = replace(current, skips=current.skips + 1)
+            current.skips += 1

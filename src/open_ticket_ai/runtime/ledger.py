@@ -271,6 +271,7 @@ _ACTION_COLUMNS = (
     "kind, ticket_id, system, changes, note_id, marker, text, method, url, status, step, dry_run"
 )
 _DECISION_COLUMNS = "model, label, confidence, top, ticket_id, below_threshold, used, step"
+_STEP_COLUMNS = "run, position, path, step_id, status, duration, attempts, message, items"
 _CHUNK = 500
 """Ids per ``IN (...)`` query: well below SQLite's limit on bound parameters."""
 
@@ -286,6 +287,8 @@ class SqliteLedgerStore:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.Lock()
+        self._next_seq: int | None = None
+        """The seq of the next run appended (read from the file on the first append)."""
         self._closed = False
         try:
             if readonly:
@@ -345,7 +348,7 @@ class SqliteLedgerStore:
                 return
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA:
+            for statement in (*_SCHEMA, *_batch_schema()):
                 if "?" in statement:
                     db.execute(statement, (SCHEMA_VERSION,))
                 else:
@@ -358,100 +361,33 @@ class SqliteLedgerStore:
     # -- writing --------------------------------------------------------------------------
 
     def append(self, runs: Sequence[RunRecord]) -> None:
-        if not runs:
+        self.append_bundles([bundle_of(record) for record in runs])
+
+    def append_bundles(self, bundles: Sequence[Bundle]) -> None:
+        """Store runs given as :func:`bundle_of` made them, in one transaction."""
+        if not bundles:
             return
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            if self._next_seq is None:
+                (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
+                self._next_seq = int(last) + 1
+            # ONE statement for the whole batch, atomic by itself: the view's trigger inserts
+            # every table's rows from the JSON document inside SQLite. A statement per row (or
+            # per table) would wait for the GIL at each one while the event loop keeps it
+            # busy, and a batch would take seconds instead of milliseconds.
             try:
-                for record in runs:
-                    self._insert(record)
-                db.execute("COMMIT")
+                db.execute(
+                    "INSERT INTO ledger_batch (first, doc) VALUES (?, ?)",
+                    (
+                        self._next_seq,
+                        _batch_json([[b[part] for b in bundles] for part in range(4)]),
+                    ),
+                )
             except BaseException:
-                db.execute("ROLLBACK")
+                self._next_seq = None  # another writer may have taken the numbers: ask again
                 raise
-
-    def _insert(self, record: RunRecord) -> None:
-        # Every value passes through str/int/float: a record holding, say, a numpy float
-        # would otherwise fail its whole batch again on every retry.
-        db = self._db
-        cursor = db.execute(
-            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(record.run_id),
-                str(record.runner),
-                _text(record.trigger),
-                _int(record.payload_size),
-                _real(record.scheduled),
-                float(record.started),
-                float(record.ended),
-                RunOutcome(record.outcome).value,
-                _text(record.error),
-                int(bool(record.dry_run)),
-            ),
-        )
-        seq = cursor.lastrowid
-        db.executemany(
-            "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    seq,
-                    n,
-                    str(s.path),
-                    str(s.step_id),
-                    PipeStatus(s.status).value,
-                    float(s.duration),
-                    int(s.attempts),
-                    str(s.message),
-                    json.dumps([PipeStatus(i).value for i in s.items]) if s.items else None,
-                )
-                for n, s in enumerate(record.steps)
-            ],
-        )
-        db.executemany(
-            f"INSERT INTO actions (run, position, {_ACTION_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    seq,
-                    n,
-                    ActionKind(a.kind).value,
-                    _text(a.ticket_id),
-                    _text(a.system),
-                    _to_json({str(k): [b, f] for k, (b, f) in a.changes.items()})
-                    if a.changes
-                    else None,
-                    _text(a.note_id),
-                    _text(a.marker),
-                    _text(a.text),
-                    _text(a.method),
-                    _text(a.url),
-                    _int(a.status),
-                    str(a.step),
-                    int(bool(a.dry_run)),
-                )
-                for n, a in enumerate(record.actions)
-            ],
-        )
-        db.executemany(
-            f"INSERT INTO decisions (run, position, {_DECISION_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    seq,
-                    n,
-                    str(d.model),
-                    str(d.label),
-                    float(d.confidence),
-                    _to_json([[str(label), float(score)] for label, score in d.top]),
-                    _text(d.ticket_id),
-                    int(bool(d.below_threshold)),
-                    _to_json(d.used),
-                    str(d.step),
-                )
-                for n, d in enumerate(record.decisions)
-            ],
-        )
+            self._next_seq += len(bundles)
 
     def prune(self, *, before: float, keep: int) -> int:
         with self._lock:
@@ -651,6 +587,144 @@ class SqliteLedgerStore:
                 self._db.close()
 
 
+Bundle = tuple[Any, ...]
+"""A run as plain values only, ready for one JSON document: ``(run, steps, actions,
+decisions)``, each a tuple of rows, each row a tuple of numbers, strings and None. Being made of
+tuples and atoms, a bundle waiting in the writer's queue costs the garbage collector nothing
+(CPython stops tracking such tuples), however many wait."""
+
+
+def bundle_of(record: RunRecord | RunEnded) -> Bundle:
+    """``record`` (or the event of the run: the same fields) as a :data:`Bundle` (enums go
+    in as their values)."""
+    run = (
+        record.run_id,
+        record.runner,
+        record.trigger,
+        record.payload_size,
+        record.scheduled,
+        record.started,
+        record.ended,
+        record.outcome.value,
+        record.error,
+        int(record.dry_run),
+    )
+    steps = tuple(
+        (
+            s.path,
+            s.step_id,
+            s.status.value,
+            s.duration,
+            s.attempts,
+            s.message,
+            json.dumps([i.value for i in s.items]) if s.items else None,
+        )
+        for s in record.steps
+    )
+    actions = tuple(
+        (
+            a.kind.value,
+            a.ticket_id,
+            a.system,
+            _to_json({str(k): [b, f] for k, (b, f) in a.changes.items()}) if a.changes else None,
+            a.note_id,
+            a.marker,
+            a.text,
+            a.method,
+            a.url,
+            a.status,
+            a.step,
+            int(a.dry_run),
+        )
+        for a in record.actions
+    )
+    decisions = tuple(
+        (
+            d.model,
+            d.label,
+            d.confidence,
+            _to_json([[str(label), float(score)] for label, score in d.top]),
+            d.ticket_id,
+            int(d.below_threshold),
+            _to_json(d.used),
+            d.step,
+        )
+        for d in record.decisions
+    )
+    return (run, steps, actions, decisions)
+
+
+def _batch_schema() -> tuple[str, ...]:
+    """The view a batch is inserted into, and its trigger: ``doc`` holds the :data:`Bundle`
+    values of a batch column-wise, ``[runs, steps, actions, decisions]``, each a list with
+    one entry per run; the n-th run gets seq ``first + n``. Every row is parsed once, small."""
+
+    def picks(source: str, count: int) -> str:
+        return ", ".join(f"json_extract({source}, '$[{n}]')" for n in range(count))
+
+    runs = [c.strip() for c in _RUN_COLUMNS.split(",")][1:]  # seq comes from `first`
+    children = (
+        ("steps", [c.strip() for c in _STEP_COLUMNS.split(",")][2:], 1),
+        ("actions", [c.strip() for c in _ACTION_COLUMNS.split(",")], 2),
+        ("decisions", [c.strip() for c in _DECISION_COLUMNS.split(",")], 3),
+    )
+    inserts = [
+        f"INSERT INTO runs (seq, {', '.join(runs)}) "
+        f"SELECT NEW.first + r.key, {picks('r.value', len(runs))} "
+        "FROM json_each(NEW.doc, '$[0]') AS r;"
+    ]
+    for table, columns, index in children:
+        inserts.append(
+            f"INSERT INTO {table} (run, position, {', '.join(columns)}) "
+            f"SELECT NEW.first + r.key, c.key, {picks('c.value', len(columns))} "
+            f"FROM json_each(NEW.doc, '$[{index}]') AS r, json_each(r.value) AS c;"
+        )
+    return (
+        "DROP TRIGGER IF EXISTS ledger_batch_insert",
+        "DROP VIEW IF EXISTS ledger_batch",
+        "CREATE VIEW ledger_batch AS SELECT NULL AS first, NULL AS doc",
+        "CREATE TRIGGER ledger_batch_insert INSTEAD OF INSERT ON ledger_batch "
+        "BEGIN " + " ".join(inserts) + " END",
+    )
+
+
+def _batch_json(rows: Sequence[Any]) -> str:
+    # A value JSON cannot hold is made plain rather than failing the batch on every retry:
+    # a non-finite float becomes 0.0, a numpy number its float or int, anything else its text.
+    try:
+        return json.dumps(rows, allow_nan=False, separators=(",", ":"), default=_plain)
+    except ValueError:
+        return json.dumps(_finite_all(rows), allow_nan=False, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    item = getattr(value, "item", None)  # a numpy scalar: its Python number
+    if callable(item):
+        try:
+            value = item()
+        except (TypeError, ValueError):
+            pass
+        else:
+            return _finite(value) if isinstance(value, int | float | str) else str(value)
+    if hasattr(value, "__index__"):
+        return int(value)
+    if hasattr(value, "__float__"):
+        return _finite(float(value))
+    return str(value)
+
+
+def _finite_all(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_finite_all(v) for v in value]
+    return _finite(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0.0
+    return value
+
+
 def _to_json(value: Any) -> str:
     # default=str: a value JSON cannot hold (a datetime, a Decimal) is kept as its text
     # rather than failing the whole batch.
@@ -824,7 +898,7 @@ class Ledger:
         self.capacity = capacity
         self._on_error = on_error
         self._clock = clock
-        self._queue: deque[RunRecord] = deque()
+        self._queue: deque[RunRecord | Bundle] = deque()
         self._inflight = 0
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -847,6 +921,12 @@ class Ledger:
         """Store calls (writes and prunes) that raised."""
 
     @property
+    def _bundles(self) -> bool:
+        """Whether the store takes :data:`Bundle` values (asked each time: the store may be
+        replaced)."""
+        return callable(getattr(self.store, "append_bundles", None))
+
+    @property
     def pending(self) -> int:
         """Records submitted and not yet written (nor dropped)."""
         return len(self._queue) + self._inflight
@@ -861,8 +941,19 @@ class Ledger:
             self._thread = threading.Thread(target=self._run, name="otai-ledger", daemon=True)
             self._thread.start()
 
-    def submit(self, record: RunRecord) -> None:
-        """Queue ``record`` for writing. O(1); never blocks on I/O and never raises."""
+    def submit(self, record: RunRecord | RunEnded) -> None:
+        """Queue ``record`` (or the event of a run that ended) for writing. O(1); never
+        blocks on I/O and never raises. For a store that takes bundles
+        (:class:`SqliteLedgerStore`) the run waits as a :data:`Bundle`, which the garbage
+        collector need not look at; for others, as a :class:`RunRecord`."""
+        item: RunRecord | Bundle
+        try:
+            if self._bundles:
+                item = bundle_of(record)
+            else:
+                item = record if isinstance(record, RunRecord) else record_of(record)
+        except Exception:  # a plugin's odd value: stored as the record says it
+            item = record if isinstance(record, RunRecord) else record_of(record)
         with self._cond:
             self._submitted += 1
             if self._closed:
@@ -874,7 +965,7 @@ class Ledger:
             elif len(queue) >= self.capacity:
                 queue.popleft()
                 self.dropped += 1
-            queue.append(record)
+            queue.append(item)
             # Wake the writer only when there is something new for it to decide.
             if len(queue) == 1 or len(queue) == self.batch:
                 self._cond.notify_all()
@@ -943,7 +1034,7 @@ class Ledger:
             else:
                 pause = min(max(pause * 2, self.flush_delay, 0.01), RETRY_MAX)
 
-    def _next_batch(self, next_prune: float, pause: float) -> list[RunRecord] | None:
+    def _next_batch(self, next_prune: float, pause: float) -> list[RunRecord | Bundle] | None:
         """Wait until a batch is due and take it; [] when it is time to prune instead, None
         when closing leaves nothing (more) to do."""
         with self._cond:
@@ -975,9 +1066,13 @@ class Ledger:
                     return []
                 self._cond.wait(wake - now)
 
-    def _write(self, records: list[RunRecord]) -> bool:
+    def _write(self, records: list[RunRecord | Bundle]) -> bool:
         try:
-            self.store.append(records)
+            if self._bundles:
+                bundles = [r if isinstance(r, tuple) else bundle_of(r) for r in records]
+                self.store.append_bundles(bundles)  # type: ignore[attr-defined]
+            else:
+                self.store.append(records)  # type: ignore[arg-type]
         except Exception as exc:
             # Reported before the records go back, so that a flush() that sees the failure
             # sees it reported too.

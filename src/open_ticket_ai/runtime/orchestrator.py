@@ -45,7 +45,7 @@ from open_ticket_ai.runtime.events import (
     TriggerRefused,
 )
 from open_ticket_ai.runtime.health import WATCHED, HealthBoard, RunnerHealth
-from open_ticket_ai.runtime.ledger import next_run_numbers, open_ledger, record_of
+from open_ticket_ai.runtime.ledger import next_run_numbers, open_ledger
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Scheduler
 from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
@@ -216,7 +216,7 @@ class Orchestrator:
 
     def _record(self, event: RunEnded) -> None:
         assert self.ledger is not None
-        self.ledger.submit(record_of(event))
+        self.ledger.submit(event)
 
     def _ledger_failed(self, exc: BaseException) -> None:
         """From the ledger's writer thread: publish on the loop's thread."""
@@ -334,7 +334,7 @@ class Orchestrator:
         return self.compiled.triggers.get(trigger_id)
 
     def health(self) -> dict[str, RunnerHealth]:
-        return dict(self.board.runners)
+        return self.board.snapshot()
 
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""
