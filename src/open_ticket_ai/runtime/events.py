@@ -17,9 +17,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
 from open_ticket_ai.core.pipes.records import Action, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeResult
@@ -91,6 +91,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("open_ticket_ai")
+_E = TypeVar("_E")
 
 RUN_STARTED = "run.started"
 RUN_FINISHED = "run.finished"
@@ -138,11 +139,48 @@ class SkipReason(StrEnum):
     STOPPING = "stopping"
 
 
+_FACTORY: Any = object()
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def record(cls: type[_E]) -> type[_E]:
+    """``@dataclass(frozen=True, slots=True, kw_only=True)``, with a faster ``__init__``.
+
+    A frozen dataclass sets each field through ``object.__setattr__``; an event is made for
+    every run, so the ``__init__`` made here sets each slot through its descriptor instead,
+    at half the cost. The class stays a frozen dataclass: the same fields, defaults and
+    refusal to change."""
+    made = dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    names: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params: list[str] = []
+    body: list[str] = []
+    for item in fields(made):  # type: ignore[arg-type]
+        names[f"_set_{item.name}"] = getattr(made, item.name).__set__
+        if item.default is not MISSING:
+            names[f"_default_{item.name}"] = item.default
+            params.append(f"{item.name}=_default_{item.name}")
+        elif item.default_factory is not MISSING:
+            names[f"_factory_{item.name}"] = item.default_factory
+            params.append(f"{item.name}=_FACTORY")
+            body.append(f"    if {item.name} is _FACTORY: {item.name} = _factory_{item.name}()\n")
+        else:
+            params.append(item.name)
+        body.append(f"    _set_{item.name}(self, {item.name})\n")
+    source = f"def __init__(self, *, {', '.join(params)}):\n" + ("".join(body) or "    pass\n")
+    if not params:
+        source = "def __init__(self):\n    pass\n"
+    exec(source, names)
+    init = names["__init__"]
+    init.__qualname__ = f"{made.__qualname__}.__init__"
+    made.__init__ = init  # type: ignore[method-assign]
+    return made
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class Event:
     """An event: a frozen record with a stable ``name`` and a log ``level``.
 
@@ -167,7 +205,7 @@ class Event:
 # -- runs ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunStarted(Event):
     name: ClassVar[str] = RUN_STARTED
     runner: str
@@ -185,7 +223,7 @@ class RunStarted(Event):
         return {"runner": self.runner, "trigger": self.trigger, "run_id": self.run_id}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunEnded(Event):
     """A run ended: the base of :class:`RunFinished`, :class:`RunFailed`,
     :class:`RunCancelled` and :class:`RunStuck`. ``result`` is None for cancelled and stuck
@@ -234,7 +272,7 @@ class RunEnded(Event):
         return body
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunFinished(RunEnded):
     """A run ended without failing (its pipeline succeeded or was skipped)."""
 
@@ -248,7 +286,7 @@ class RunFinished(RunEnded):
         return f"{line}: {done}" if done else line
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunFailed(RunEnded):
     """A run failed (``outcome`` FAILED) or timed out (TIMED_OUT: already reported by
     :class:`RunTimeout`, so logged at DEBUG)."""
@@ -267,7 +305,7 @@ class RunFailed(RunEnded):
         return f"{line} ({done})" if done else line
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunCancelled(RunEnded):
     name: ClassVar[str] = RUN_CANCELLED
     level: ClassVar[int] = logging.WARNING
@@ -276,7 +314,7 @@ class RunCancelled(RunEnded):
         return f"runner {self.runner!r} cancelled after {self.duration:.3f}s"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunStuck(RunEnded):
     """A run ignored its timeout's cancellation for ``grace`` seconds and was abandoned."""
 
@@ -300,7 +338,7 @@ class RunStuck(RunEnded):
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunTimeout(Event):
     """A run passed its ``timeout`` and is being cancelled."""
 
@@ -325,7 +363,7 @@ class RunTimeout(Event):
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunQueued(Event):
     """A fire found its runner running and waits for it (``overlap: queue_one``)."""
 
@@ -344,7 +382,7 @@ class RunQueued(Event):
         return {"runner": self.runner, "trigger": self.trigger}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunSkipped(Event):
     """A fire that did not run: the runner was busy, or the orchestrator is stopping."""
 
@@ -375,7 +413,7 @@ class RunSkipped(Event):
         return body
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunMissed(Event):
     """Fires of a time trigger that passed without a run (late, or while stopped)."""
 
@@ -403,7 +441,7 @@ class RunMissed(Event):
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunCatchUp(Event):
     """A fire missed while the service was stopped runs now, once."""
 
@@ -431,7 +469,7 @@ class RunCatchUp(Event):
 # -- triggers --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TriggerRefused(Event):
     """A fire from outside (webhook, manual, another runner) that a runner refused."""
 
@@ -459,7 +497,7 @@ class TriggerRefused(Event):
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class TriggerFailed(Event):
     """An event trigger's task stopped with an error, or a run-ended subscriber raised."""
 
@@ -488,7 +526,7 @@ class TriggerFailed(Event):
         return body
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class WebhookUnauthorized(Event):
     name: ClassVar[str] = WEBHOOK_UNAUTHORIZED
     level: ClassVar[int] = logging.WARNING
@@ -506,7 +544,7 @@ class WebhookUnauthorized(Event):
 # -- the process -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class LoopBlocked(Event):
     """The event loop was blocked; ``runner`` and ``step`` name what ran on it."""
 
@@ -532,7 +570,7 @@ class LoopBlocked(Event):
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ServiceCloseFailed(Event):
     name: ClassVar[str] = SERVICE_CLOSE_FAILED
     level: ClassVar[int] = logging.ERROR
@@ -552,7 +590,7 @@ class ServiceCloseFailed(Event):
         return {"service": self.service}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class LedgerFailed(Event):
     """The ledger could not be written (reported once a minute at most); runs go on."""
 
@@ -572,7 +610,7 @@ class LedgerFailed(Event):
         return {"path": self.path, "error": self.error, "pending": self.pending}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrchestratorReady(Event):
     name: ClassVar[str] = ORCHESTRATOR_READY
     runners: int
@@ -586,7 +624,7 @@ class OrchestratorReady(Event):
         return {"runners": self.runners, "triggers": self.triggers}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ListenerStarted(Event):
     name: ClassVar[str] = ORCHESTRATOR_LISTENING
     host: str
@@ -599,7 +637,7 @@ class ListenerStarted(Event):
         return {"host": self.host, "port": self.port}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrchestratorDraining(Event):
     """Shutdown waits for running runs."""
 
@@ -617,7 +655,7 @@ class OrchestratorDraining(Event):
         return {"running": len(self.runners)}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrchestratorCancelling(Event):
     name: ClassVar[str] = ORCHESTRATOR_STOPPING
     level: ClassVar[int] = logging.WARNING
@@ -630,7 +668,7 @@ class OrchestratorCancelling(Event):
         return {"cancelled": list(self.runners)}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class ThreadsAbandoned(Event):
     name: ClassVar[str] = ORCHESTRATOR_STOPPING
     level: ClassVar[int] = logging.WARNING
@@ -643,7 +681,7 @@ class ThreadsAbandoned(Event):
         return {"abandoned_threads": self.count}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunsStubborn(Event):
     name: ClassVar[str] = ORCHESTRATOR_STOPPING
     level: ClassVar[int] = logging.ERROR
@@ -657,7 +695,7 @@ class RunsStubborn(Event):
         return {"stubborn": list(self.runners)}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class OrchestratorStopped(Event):
     name: ClassVar[str] = ORCHESTRATOR_STOPPED
 
@@ -665,7 +703,7 @@ class OrchestratorStopped(Event):
         return "stopped"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class RunnerSummary(Event):
     """What one runner did while the orchestrator ran (logged at shutdown)."""
 
@@ -706,7 +744,7 @@ class RunnerSummary(Event):
 # -- HTTP ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class HttpRequestServed(Event):
     name: ClassVar[str] = HTTP_REQUEST
     level: ClassVar[int] = logging.DEBUG
@@ -729,7 +767,7 @@ class HttpRequestServed(Event):
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class HttpRequestFailed(Event):
     """A route raised: the client got a 500."""
 
@@ -750,7 +788,7 @@ class HttpRequestFailed(Event):
         return {"method": self.method, "path": self.path}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record
 class HttpConnectionFailed(Event):
     name: ClassVar[str] = HTTP_REQUEST
     level: ClassVar[int] = logging.ERROR

@@ -125,9 +125,9 @@ class Orchestrator:
         if self.ledger is not None:
             self.bus.subscribe(self._record, RunEnded, name="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.bus.subscribe(self._count, *COUNTED, name="stats")
         self.board = HealthBoard(list(self.runners))
-        self.bus.subscribe(self.board, *WATCHED, name="health")
+        # One subscriber for the counters and the health board: both follow every run.
+        self.bus.subscribe(self._count, *{*COUNTED, *WATCHED}, name="stats+health")
         if self.state is not None:
             self.bus.subscribe(
                 self._note_state,
@@ -340,7 +340,7 @@ class Orchestrator:
         """Per runner with a time trigger, the POSIX time of its next fire."""
         if self._loop is None or self.scheduler is None:
             return {}
-        return self.scheduler.next_fires(self._loop.time(), time.time())
+        return self.scheduler.next_fires(self._loop.time(), self.wall_clock())
 
     def subscribe_run_finished(self, callback: Callable[[RunEnded], None]) -> None:
         """Call ``callback(event)`` whenever a run finishes or fails (not when cancelled)."""
@@ -350,6 +350,7 @@ class Orchestrator:
         runner = self.runners.get(event.runner)
         if runner is not None:
             runner.stats.observe(event)
+            self.board(event)
 
     def _note_state(self, event: Any) -> None:
         assert self.state is not None

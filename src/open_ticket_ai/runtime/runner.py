@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +45,10 @@ CURRENT_RUNNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The runner whose run a task executes (the watchdog reads it from a blocked task)."""
 
-RUN_CONTEXTS: weakref.WeakKeyDictionary[asyncio.Task[Any], contextvars.Context] = (
-    weakref.WeakKeyDictionary()
-)
+RUN_CONTEXTS: dict[asyncio.Task[Any], contextvars.Context] = {}
 """The context each run's task runs in, so that another thread (the watchdog) can read the
-task's context variables (``Task.get_context`` exists only from Python 3.12)."""
+task's context variables (``Task.get_context`` exists only from Python 3.12). An entry
+goes when its task is done."""
 
 
 class PipeRunner:
@@ -145,9 +143,11 @@ class PipeRunner:
         if self._task is not None:
             if self._queue_one and self._queued is _NOTHING:
                 self._queued = (trigger, scheduled)
-                self._publish(RunQueued(runner=self.id, trigger=trigger, current_run=self.run_id))
+                self.bus.publish(
+                    RunQueued(runner=self.id, trigger=trigger, current_run=self.run_id)
+                )
                 return None
-            self._publish(
+            self.bus.publish(
                 RunSkipped(
                     runner=self.id,
                     trigger=trigger,
@@ -161,12 +161,9 @@ class PipeRunner:
 
     def note_missed(self, trigger: str, count: int, late: float, reason: str = "late") -> None:
         """Record ``count`` fires of ``trigger`` that did not run (``run.missed``)."""
-        self._publish(
+        self.bus.publish(
             RunMissed(runner=self.id, trigger=trigger, count=count, late=late, reason=reason)
         )
-
-    def _publish(self, event: Any) -> None:
-        self.bus.publish(event)
 
     def _start(
         self, trigger: TriggerRef | None, scheduled: float | None
@@ -185,6 +182,7 @@ class PipeRunner:
         return task
 
     def _finished(self, task: asyncio.Task[PipeResult]) -> None:
+        RUN_CONTEXTS.pop(task, None)
         if self._task is task:
             self._release()
         if not task.cancelled():
@@ -200,7 +198,7 @@ class PipeRunner:
         if self.accepting:
             self._start(trigger, scheduled)
             return
-        self._publish(
+        self.bus.publish(
             RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.STOPPING, queued=True)
         )
 
@@ -210,7 +208,7 @@ class PipeRunner:
         assert self._timeout is not None
         assert self.run_id is not None
         self._expired.add(task)
-        self._publish(
+        self.bus.publish(
             RunTimeout(runner=self.id, trigger=trigger, run_id=self.run_id, timeout=self._timeout)
         )
         task.cancel()
@@ -223,7 +221,7 @@ class PipeRunner:
         self.abandoned.add(task)
         task.add_done_callback(self.abandoned.discard)
         self.last_outcome = RunOutcome.STUCK
-        self._publish(
+        self.bus.publish(
             RunStuck(
                 runner=self.id,
                 trigger=trigger,
@@ -243,7 +241,7 @@ class PipeRunner:
         assert self._slots is not None
         async with self._slots:
             if not self.accepting:
-                self._publish(
+                self.bus.publish(
                     RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.STOPPING)
                 )
                 return PipeResult.skip("skipped: the orchestrator is stopping")
@@ -257,7 +255,7 @@ class PipeRunner:
         self._started_wall = started_wall = self._wall()
         scheduled = self._scheduled
         size = payload_size(trigger.payload) if trigger is not None else None
-        self._publish(
+        self.bus.publish(
             RunStarted(
                 runner=self.id,
                 trigger=trigger,
@@ -293,6 +291,27 @@ class PipeRunner:
                 return result  # the runner moved on: this run's end changes nothing
         elapsed = time.monotonic() - started
         self.last_result = result
+        if not timed_out and result.status is PipeStatus.SUCCEEDED:
+            # The common case, built without the generic path below.
+            event: RunEnded = RunFinished(
+                runner=self.id,
+                trigger=trigger,
+                run_id=run_id,
+                outcome=RunOutcome.SUCCEEDED,
+                started=started_wall,
+                duration=elapsed,
+                scheduled=scheduled,
+                payload_size=size,
+                result=result,
+                results=run.results,
+                steps=tuple(journal.steps or ()),
+                actions=tuple(journal.actions),
+                decisions=tuple(journal.decisions),
+                dry_run=self._dry_run,
+            )
+            self.last_outcome = RunOutcome.SUCCEEDED
+            self.bus.publish(event)
+            return result
         common: dict[str, Any] = {
             "runner": self.id,
             "trigger": trigger,
@@ -308,7 +327,6 @@ class PipeRunner:
             "decisions": tuple(journal.decisions),
             "dry_run": self._dry_run,
         }
-        event: RunEnded
         if timed_out:
             event = RunFailed(outcome=RunOutcome.TIMED_OUT, error=result.message, **common)
         elif result.failed:
@@ -320,14 +338,9 @@ class PipeRunner:
                 **common,
             )
         else:
-            outcome = (
-                RunOutcome.SUCCEEDED
-                if result.status is PipeStatus.SUCCEEDED
-                else RunOutcome.SKIPPED
-            )
-            event = RunFinished(outcome=outcome, **common)
+            event = RunFinished(outcome=RunOutcome.SKIPPED, **common)
         self.last_outcome = event.outcome
-        self._publish(event)
+        self.bus.publish(event)
         return result
 
     async def _run_with_timeout(
@@ -373,7 +386,7 @@ class PipeRunner:
         journal: RunJournal,
     ) -> None:
         self.last_outcome = RunOutcome.CANCELLED
-        self._publish(
+        self.bus.publish(
             RunCancelled(
                 runner=self.id,
                 trigger=trigger,

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from open_ticket_ai.core.pipes.result import PipeStatus
@@ -152,10 +152,10 @@ class Decision:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class StepReport:
+class StepReport(NamedTuple):
     """One step of a finished run: its config path, outcome, time, attempts and message.
-    ``items`` lists each ``for_each`` item's status."""
+    ``items`` lists each ``for_each`` item's status. A named tuple: one is made for every
+    step of every run, and a tuple costs a fraction of a frozen dataclass to make."""
 
     path: str
     step_id: str
@@ -189,7 +189,13 @@ class RunJournal:
 
     @classmethod
     def recording(cls, *, dry_run: bool = False) -> RunJournal:
-        return cls(dry_run=dry_run, steps=[])
+        """The journal of a whole run: its steps are recorded."""
+        journal = cls.__new__(cls)
+        journal.dry_run = dry_run
+        journal.actions = []
+        journal.decisions = []
+        journal.steps = []
+        return journal
 
     def for_items(self) -> RunJournal:
         return RunJournal(dry_run=self.dry_run, actions=self.actions, decisions=self.decisions)

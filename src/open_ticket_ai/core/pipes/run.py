@@ -160,14 +160,6 @@ async def execute_pipe(
 
 
 async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
-    token = CURRENT_STEP.set(spec.path)
-    try:
-        return await _execute_step(spec, run, parent)
-    finally:
-        CURRENT_STEP.reset(token)
-
-
-async def _execute_step(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
     started = time.monotonic() if run.journal.steps is not None else 0.0
     prepared = _prepare(spec, run, parent)
     if isinstance(prepared, PipeResult):
@@ -177,15 +169,20 @@ async def _execute_step(spec: PipeSpec, run: RunContext, parent: Mapping[str, An
     params, raw = prepared
     retry = spec.retry
     attempt = 1
-    while True:
-        result, raised = await _attempt(spec, run, params, raw)
-        # Only failures are retried: a pipe that reports "skipped" has decided not to act.
-        if not result.failed or retry is None or attempt >= retry.attempts:
-            break
-        if not _should_retry(result, raised, retry):
-            break
-        await asyncio.sleep(min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay))
-        attempt += 1
+    token = CURRENT_STEP.set(spec.path)
+    try:
+        while True:
+            result, raised = await _attempt(spec, run, params, raw)
+            # Only failures are retried: a pipe that reports "skipped" has decided not to act.
+            if not result.failed or retry is None or attempt >= retry.attempts:
+                break
+            if not _should_retry(result, raised, retry):
+                break
+            delay = min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+    finally:
+        CURRENT_STEP.reset(token)
     if attempt > 1 and result.failed:
         result = PipeResult.failure(
             f"{result.message} (after {attempt} attempts)", result.data, result.error
