@@ -609,47 +609,48 @@ def bundle_of(record: RunRecord | RunEnded) -> Bundle:
         record.error,
         int(record.dry_run),
     )
-    steps = tuple(
-        (
-            s.path,
-            s.step_id,
-            s.status.value,
-            s.duration,
-            s.attempts,
-            s.message,
-            json.dumps([i.value for i in s.items]) if s.items else None,
+    # Step reports are named tuples of plain values already (their status a str enum, their
+    # items a tuple): they go into the JSON document as they are.
+    steps = record.steps
+    actions = (
+        ()
+        if not record.actions
+        else tuple(
+            (
+                a.kind.value,
+                a.ticket_id,
+                a.system,
+                _to_json({str(k): [b, f] for k, (b, f) in a.changes.items()})
+                if a.changes
+                else None,
+                a.note_id,
+                a.marker,
+                a.text,
+                a.method,
+                a.url,
+                a.status,
+                a.step,
+                int(a.dry_run),
+            )
+            for a in record.actions
         )
-        for s in record.steps
     )
-    actions = tuple(
-        (
-            a.kind.value,
-            a.ticket_id,
-            a.system,
-            _to_json({str(k): [b, f] for k, (b, f) in a.changes.items()}) if a.changes else None,
-            a.note_id,
-            a.marker,
-            a.text,
-            a.method,
-            a.url,
-            a.status,
-            a.step,
-            int(a.dry_run),
+    decisions = (
+        ()
+        if not record.decisions
+        else tuple(
+            (
+                d.model,
+                d.label,
+                d.confidence,
+                _to_json([[str(label), float(score)] for label, score in d.top]),
+                d.ticket_id,
+                int(d.below_threshold),
+                _to_json(d.used),
+                d.step,
+            )
+            for d in record.decisions
         )
-        for a in record.actions
-    )
-    decisions = tuple(
-        (
-            d.model,
-            d.label,
-            d.confidence,
-            _to_json([[str(label), float(score)] for label, score in d.top]),
-            d.ticket_id,
-            int(d.below_threshold),
-            _to_json(d.used),
-            d.step,
-        )
-        for d in record.decisions
     )
     return (run, steps, actions, decisions)
 
