@@ -1057,10 +1057,15 @@ class LogSubscriber:
 
     def __init__(self, log: logging.Logger = logger) -> None:
         self._log = log
+        self._ended: dict[type[Event], bool] = {}
 
     def __call__(self, event: Event) -> None:
+        kind = type(event)
+        ended = self._ended.get(kind)
+        if ended is None:
+            ended = self._ended[kind] = issubclass(kind, RunEnded)
         level = event.level
-        if isinstance(event, RunFailed) and event.outcome is RunOutcome.TIMED_OUT:
+        if ended and kind is RunFailed and event.outcome is RunOutcome.TIMED_OUT:  # type: ignore[attr-defined]
             level = logging.DEBUG  # already reported by run.timeout
         log = self._log
         if log.isEnabledFor(level):
@@ -1071,12 +1076,8 @@ class LogSubscriber:
                 exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
                 extra={"event": event.name, "fields": event.fields()},
             )
-        if (
-            isinstance(event, RunEnded)
-            and (event.actions or event.decisions)
-            and log.isEnabledFor(logging.DEBUG)
-        ):
-            self._details(event)
+        if ended and (event.actions or event.decisions) and log.isEnabledFor(logging.DEBUG):  # type: ignore[attr-defined]
+            self._details(event)  # type: ignore[arg-type]
 
     def _details(self, event: RunEnded) -> None:
         for action in event.actions:

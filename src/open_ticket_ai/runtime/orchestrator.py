@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -44,7 +45,7 @@ from open_ticket_ai.runtime.events import (
     TriggerFailed,
     TriggerRefused,
 )
-from open_ticket_ai.runtime.health import WATCHED, HealthBoard, RunnerHealth
+from open_ticket_ai.runtime.health import RunnerHealth
 from open_ticket_ai.runtime.ledger import next_run_numbers, open_ledger
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Scheduler
@@ -125,9 +126,7 @@ class Orchestrator:
         if self.ledger is not None:
             self.bus.subscribe(self._record, RunEnded, name="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.board = HealthBoard(list(self.runners))
-        # One subscriber for the counters and the health board: both follow every run.
-        self.bus.subscribe(self._count, *{*COUNTED, *WATCHED}, name="stats+health")
+        self.bus.subscribe(self._count, *COUNTED, name="stats")
         if self.state is not None:
             self.bus.subscribe(
                 self._note_state,
@@ -334,7 +333,7 @@ class Orchestrator:
         return self.compiled.triggers.get(trigger_id)
 
     def health(self) -> dict[str, RunnerHealth]:
-        return self.board.snapshot()
+        return {id: copy.copy(runner.stats.health) for id, runner in self.runners.items()}
 
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""
@@ -350,7 +349,6 @@ class Orchestrator:
         runner = self.runners.get(event.runner)
         if runner is not None:
             runner.stats.observe(event)
-            self.board(event)
 
     def _note_state(self, event: Any) -> None:
         assert self.state is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from open_ticket_ai.runtime.events import (
     Event,
@@ -16,6 +16,7 @@ from open_ticket_ai.runtime.events import (
     RunStuck,
     RunTimeout,
 )
+from open_ticket_ai.runtime.health import RunnerHealth
 
 __all__ = ["COUNTED", "RunnerStats"]
 
@@ -37,6 +38,8 @@ class RunnerStats:
     stuck: int = 0
     total_seconds: float = 0.0
     max_seconds: float = 0.0
+    health: RunnerHealth = field(default_factory=RunnerHealth)
+    """The runner's state now, for ``/health`` and ``otai status``."""
 
     @property
     def mean_seconds(self) -> float:
@@ -44,21 +47,38 @@ class RunnerStats:
         return self.total_seconds / finished if finished > 0 else 0.0
 
     def observe(self, event: Event) -> None:
-        """Count one event of this runner."""
+        """Count one event of this runner, and keep its :attr:`health` (one pass: this runs
+        twice for every run)."""
+        health = self.health
         if isinstance(event, RunStarted):
             self.runs += 1
+            health.running = True
+            health.run_id = event.run_id
+            health.running_since = event.started
+            health.runs += 1
         elif isinstance(event, RunEnded):
+            outcome = event.outcome
             if isinstance(event, RunCancelled):
                 self.cancelled += 1
             elif isinstance(event, RunStuck):
                 self.stuck += 1
             else:
-                if event.outcome is RunOutcome.FAILED:
+                if outcome is RunOutcome.FAILED:
                     self.failures += 1
+                    health.failures += 1
                 self.total_seconds += event.duration
-                self.max_seconds = max(self.max_seconds, event.duration)
+                if event.duration > self.max_seconds:
+                    self.max_seconds = event.duration
+            result = event.result
+            health.running = False
+            health.running_since = None
+            health.last_status = result.status.value if result is not None else outcome.value
+            health.last_outcome = outcome
+            health.last_started = event.started
+            health.last_duration = event.duration
         elif isinstance(event, RunSkipped):
             self.skips += 1
+            health.skips += 1
         elif isinstance(event, RunMissed):
             self.missed += event.count
         elif isinstance(event, RunTimeout):
