@@ -72,6 +72,7 @@ class Schedule:
         "trigger",
         "wall",
         "wall_step",
+        "wall_time",
     )
 
     def __init__(
@@ -88,6 +89,7 @@ class Schedule:
         wall_step: float = WALL_CLOCK_STEP,
         probe: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
+        wall_time: Callable[[], float] = time.time,
     ) -> None:
         self.key = key
         self.trigger = trigger
@@ -103,6 +105,8 @@ class Schedule:
         self.on_missed = on_missed
         self.probe = probe
         self.rng = rng if rng is not None else random.Random()
+        self.wall_time = wall_time
+        """The wall clock a monotonic fire's due time is told in (for the ledger)."""
         self.point: float | None = None
         """The grid point waited for; None when the trigger will not fire again."""
         self.due = 0.0
@@ -185,7 +189,7 @@ class Schedule:
             ref = self.ref
             due = point + self.phase
             # The time the fire was due, as a POSIX time for the ledger and people.
-            scheduled = due if self.wall else time.time() - (now - due)
+            scheduled = due if self.wall else self.wall_time() - (now - due)
             for runner in self.runners:
                 runner.fire(ref, scheduled)
         self._wait()
@@ -271,6 +275,7 @@ class Scheduler:
                 wall_step=self.wall_step,
                 probe=self.probe,
                 rng=self.rng,
+                wall_time=self.wall_clock,
             )
             if restored:
                 schedule.arm(trigger.next_fire_after(now - phase, start))
