@@ -966,6 +966,22 @@ class EventBus:
         self._routes[kind] = route
         return route
 
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether publishing an event of ``kind`` now would reach anyone: a subscriber
+        whose callable has a ``wants(kind)`` method (the log's: is that level enabled?)
+        is asked. The runner builds ``run.started`` only when someone wants it."""
+        route = self._routes.get(kind)
+        if route is None:
+            route = self._route(kind)
+        plain, queued = route
+        if queued:
+            return True
+        for subscription in plain:
+            wants = getattr(subscription.callback, "wants", None)
+            if wants is None or wants(kind):
+                return True
+        return False
+
     @property
     def subscribers(self) -> list[str]:
         return [s.name for s in self._subscriptions]
@@ -1058,6 +1074,10 @@ class LogSubscriber:
     def __init__(self, log: logging.Logger = logger) -> None:
         self._log = log
         self._ended: dict[type[Event], bool] = {}
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether an event of ``kind`` would be written at the logger's level now."""
+        return self._log.isEnabledFor(kind.level)
 
     def __call__(self, event: Event) -> None:
         kind = type(event)

@@ -333,7 +333,17 @@ class Orchestrator:
         return self.compiled.triggers.get(trigger_id)
 
     def health(self) -> dict[str, RunnerHealth]:
-        return {id: copy.copy(runner.stats.health) for id, runner in self.runners.items()}
+        now = time.time()
+        states: dict[str, RunnerHealth] = {}
+        for id, runner in self.runners.items():
+            state = copy.copy(runner.stats.health)
+            # Whether it runs now comes from the runner itself, not from events.
+            state.running = runner.running
+            state.running_since = now - runner.running_for if runner.running else None
+            if runner.running:
+                state.run_id = runner.run_id
+            states[id] = state
+        return states
 
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""

@@ -255,17 +255,18 @@ class PipeRunner:
         self._started_wall = started_wall = self._wall()
         scheduled = self._scheduled
         size = payload_size(trigger.payload) if trigger is not None else None
-        self.bus.publish(
-            RunStarted(
-                runner=self.id,
-                trigger=trigger,
-                run_id=run_id,
-                started=started_wall,
-                scheduled=scheduled,
-                payload_size=size,
-                dry_run=self._dry_run,
+        if self.bus.wants(RunStarted):
+            self.bus.publish(
+                RunStarted(
+                    runner=self.id,
+                    trigger=trigger,
+                    run_id=run_id,
+                    started=started_wall,
+                    scheduled=scheduled,
+                    payload_size=size,
+                    dry_run=self._dry_run,
+                )
             )
-        )
         journal = RunJournal.recording(dry_run=self._dry_run)
         run = RunContext(
             runner=self.id,

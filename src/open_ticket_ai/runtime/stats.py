@@ -12,7 +12,6 @@ from open_ticket_ai.runtime.events import (
     RunnerSummary,
     RunOutcome,
     RunSkipped,
-    RunStarted,
     RunStuck,
     RunTimeout,
 )
@@ -20,14 +19,17 @@ from open_ticket_ai.runtime.health import RunnerHealth
 
 __all__ = ["COUNTED", "RunnerStats"]
 
-COUNTED: tuple[type[Event], ...] = (RunStarted, RunEnded, RunSkipped, RunMissed, RunTimeout)
+COUNTED: tuple[type[Event], ...] = (RunEnded, RunSkipped, RunMissed, RunTimeout)
+"""The events :meth:`RunnerStats.observe` counts: runs are counted when they end, so that
+``run.started`` need not be built when nobody else listens."""
 """The events :meth:`RunnerStats.observe` counts."""
 
 
 @dataclass
 class RunnerStats:
-    """What a runner did: runs started, their failures, skipped and missed fires, timeouts,
-    durations. Kept up to date by :meth:`observe`, a subscriber of the runner's events."""
+    """What a runner did: runs (counted when they end), their failures, skipped and missed
+    fires, timeouts, durations. Kept up to date by :meth:`observe`, a subscriber of the
+    runner's events."""
 
     runs: int = 0
     failures: int = 0
@@ -50,14 +52,10 @@ class RunnerStats:
         """Count one event of this runner, and keep its :attr:`health` (one pass: this runs
         twice for every run)."""
         health = self.health
-        if isinstance(event, RunStarted):
-            self.runs += 1
-            health.running = True
-            health.run_id = event.run_id
-            health.running_since = event.started
-            health.runs += 1
-        elif isinstance(event, RunEnded):
+        if isinstance(event, RunEnded):
             outcome = event.outcome
+            self.runs += 1
+            health.runs += 1
             if isinstance(event, RunCancelled):
                 self.cancelled += 1
             elif isinstance(event, RunStuck):
@@ -70,8 +68,7 @@ class RunnerStats:
                 if event.duration > self.max_seconds:
                     self.max_seconds = event.duration
             result = event.result
-            health.running = False
-            health.running_since = None
+            health.run_id = event.run_id
             health.last_status = result.status.value if result is not None else outcome.value
             health.last_outcome = outcome
             health.last_started = event.started
