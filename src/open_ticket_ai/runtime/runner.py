@@ -71,7 +71,6 @@ class PipeRunner:
         env: Mapping[str, str],
         bus: EventBus | None = None,
         slots: asyncio.Semaphore | None = None,
-        on_fire: Callable[[str, TriggerRef | None], None] | None = None,
         stuck_grace: float = 5.0,
         first_run: int = 1,
         dry_run: bool = False,
@@ -79,7 +78,6 @@ class PipeRunner:
     ) -> None:
         self.spec = spec
         self.bus = bus if bus is not None else EventBus()
-        self._on_fire = on_fire
         self._fires = first_run - 1
         self.run_id: str | None = None
         """The id of the current (or last) run: ``RUNNER-N``, N counting on across restarts
@@ -98,7 +96,8 @@ class PipeRunner:
         self.accepting = True
         """False once shutdown began: a fire still waiting for a slot then does not run."""
         self._started_at = 0.0
-        self._started_wall = 0.0
+        self._current: _Run | None = None
+        """The current (or last) run's start, as its end event will tell it."""
         self._scheduled: float | None = None
         self._current_trigger: TriggerRef | None = None
         self._queue_one = spec.overlap == "queue_one"
@@ -118,11 +117,6 @@ class PipeRunner:
         return self._task
 
     @property
-    def current_trigger(self) -> TriggerRef | None:
-        """The trigger of the current (or last) run; None for a start-up run."""
-        return self._current_trigger
-
-    @property
     def can_queue(self) -> bool:
         """True when a fire now would wait for the current run instead of being skipped."""
         return self._queue_one and self._queued is _NOTHING
@@ -138,8 +132,6 @@ class PipeRunner:
         """Start an execution now; or, if one is still running, queue this fire (``overlap:
         queue_one``, one at most) or skip it. ``scheduled`` is the POSIX time the fire was
         due (time triggers). Returns the new run's task, if one started."""
-        if self._on_fire is not None:
-            self._on_fire(self.id, trigger)
         if self._task is not None:
             if self._queue_one and self._queued is _NOTHING:
                 self._queued = (trigger, scheduled)
@@ -221,18 +213,14 @@ class PipeRunner:
         self.abandoned.add(task)
         task.add_done_callback(self.abandoned.discard)
         self.last_outcome = RunOutcome.STUCK
+        run = self._current
+        assert run is not None
         self.bus.publish(
             RunStuck(
-                runner=self.id,
-                trigger=trigger,
-                run_id=self.run_id,
                 outcome=RunOutcome.STUCK,
-                started=self._started_wall,
-                duration=time.monotonic() - self._started_at,
-                scheduled=self._scheduled,
                 error=f"ignored cancellation after its timeout of {self._timeout}s",
                 grace=self.stuck_grace,
-                dry_run=self._dry_run,
+                **run.ended(time.monotonic(), None),
             )
         )
         self._release()
@@ -251,23 +239,31 @@ class PipeRunner:
         run_id = self.run_id
         assert run_id is not None
         CURRENT_RUNNER.set(self.id)  # the run's own task: its context ends with it
-        started = time.monotonic()
-        self._started_wall = started_wall = self._wall()
-        scheduled = self._scheduled
-        size = payload_size(trigger.payload) if trigger is not None else None
+        journal = RunJournal.recording(dry_run=self._dry_run)
+        started = _Run(
+            runner=self.id,
+            trigger=trigger,
+            run_id=run_id,
+            started=time.monotonic(),
+            started_wall=self._wall(),
+            scheduled=self._scheduled,
+            payload_size=payload_size(trigger.payload) if trigger is not None else None,
+            journal=journal,
+            dry_run=self._dry_run,
+        )
+        self._current = started
         if self.bus.wants(RunStarted):
             self.bus.publish(
                 RunStarted(
                     runner=self.id,
                     trigger=trigger,
                     run_id=run_id,
-                    started=started_wall,
-                    scheduled=scheduled,
-                    payload_size=size,
+                    started=started.started_wall,
+                    scheduled=started.scheduled,
+                    payload_size=started.payload_size,
                     dry_run=self._dry_run,
                 )
             )
-        journal = RunJournal.recording(dry_run=self._dry_run)
         run = RunContext(
             runner=self.id,
             trigger=trigger,
@@ -280,89 +276,48 @@ class PipeRunner:
             try:
                 result = await execute_pipe(self.spec.pipeline, run)
             except asyncio.CancelledError:
-                self._cancelled(trigger, run_id, started, started_wall, size, journal)
+                self._cancelled(started)
                 raise
             except Exception as exc:  # the engine reports failures as results; a bug guard
                 result = PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc)
         else:
-            result, timed_out = await self._run_with_timeout(
-                run, trigger, run_id, started, started_wall, size, self._timeout
-            )
+            result, timed_out = await self._run_with_timeout(run, started, self._timeout)
             if self.abandoned and asyncio.current_task() in self.abandoned:
                 return result  # the runner moved on: this run's end changes nothing
-        elapsed = time.monotonic() - started
         self.last_result = result
-        if not timed_out and result.status is PipeStatus.SUCCEEDED:
-            # The common case, built without the generic path below.
-            event: RunEnded = RunFinished(
-                runner=self.id,
-                trigger=trigger,
-                run_id=run_id,
-                outcome=RunOutcome.SUCCEEDED,
-                started=started_wall,
-                duration=elapsed,
-                scheduled=scheduled,
-                payload_size=size,
-                result=result,
-                results=run.results,
-                steps=tuple(journal.steps or ()),
-                actions=tuple(journal.actions),
-                decisions=tuple(journal.decisions),
-                dry_run=self._dry_run,
-            )
-            self.last_outcome = RunOutcome.SUCCEEDED
-            self.bus.publish(event)
-            return result
-        common: dict[str, Any] = {
-            "runner": self.id,
-            "trigger": trigger,
-            "run_id": run_id,
-            "started": started_wall,
-            "duration": elapsed,
-            "scheduled": scheduled,
-            "payload_size": size,
-            "result": result,
-            "results": run.results,
-            "steps": tuple(journal.steps or ()),
-            "actions": tuple(journal.actions),
-            "decisions": tuple(journal.decisions),
-            "dry_run": self._dry_run,
-        }
+        fields = started.ended(time.monotonic(), result, run.results)
+        event: RunEnded
         if timed_out:
-            event = RunFailed(outcome=RunOutcome.TIMED_OUT, error=result.message, **common)
+            event = RunFailed(outcome=RunOutcome.TIMED_OUT, error=result.message, **fields)
         elif result.failed:
             error = _first_error(run, result)
             event = RunFailed(
                 outcome=RunOutcome.FAILED,
                 error=result.message,
                 exception=None if isinstance(error, PipeError) else error,
-                **common,
+                **fields,
             )
+        elif result.status is PipeStatus.SUCCEEDED:
+            event = RunFinished(outcome=RunOutcome.SUCCEEDED, **fields)
         else:
-            event = RunFinished(outcome=RunOutcome.SKIPPED, **common)
+            event = RunFinished(outcome=RunOutcome.SKIPPED, **fields)
         self.last_outcome = event.outcome
         self.bus.publish(event)
         return result
 
     async def _run_with_timeout(
-        self,
-        run: RunContext,
-        trigger: TriggerRef | None,
-        run_id: str,
-        started: float,
-        started_wall: float,
-        size: int | None,
-        limit: float,
+        self, run: RunContext, started: _Run, limit: float
     ) -> tuple[PipeResult, bool]:
         task = asyncio.current_task()
         assert task is not None
+        trigger = started.trigger
         deadline = asyncio.get_running_loop().call_later(limit, self._time_out, task, trigger)
         try:
             result = await execute_pipe(self.spec.pipeline, run)
         except asyncio.CancelledError:
             # Our own timeout's cancel becomes a result; anyone else's propagates.
             if task not in self._expired or task.uncancel() > 0:
-                self._cancelled(trigger, run_id, started, started_wall, size, run.journal)
+                self._cancelled(started)
                 raise
             result = _timed_out(limit)
         except Exception as exc:  # the engine reports failures as results; a bug guard
@@ -377,33 +332,79 @@ class PipeRunner:
             return _timed_out(limit), True
         return result, False
 
-    def _cancelled(
+    def _cancelled(self, started: _Run) -> None:
+        self.last_outcome = RunOutcome.CANCELLED
+        self.bus.publish(
+            RunCancelled(
+                outcome=RunOutcome.CANCELLED,
+                error="cancelled at shutdown",
+                **started.ended(time.monotonic(), None),
+            )
+        )
+
+
+class _Run:
+    """What a run's end event repeats of its start (each end event is built from it)."""
+
+    __slots__ = (
+        "dry_run",
+        "journal",
+        "payload_size",
+        "run_id",
+        "runner",
+        "scheduled",
+        "started",
+        "started_wall",
+        "trigger",
+    )
+
+    def __init__(
         self,
+        *,
+        runner: str,
         trigger: TriggerRef | None,
         run_id: str,
         started: float,
         started_wall: float,
-        size: int | None,
+        scheduled: float | None,
+        payload_size: int | None,
         journal: RunJournal,
+        dry_run: bool,
     ) -> None:
-        self.last_outcome = RunOutcome.CANCELLED
-        self.bus.publish(
-            RunCancelled(
-                runner=self.id,
-                trigger=trigger,
-                run_id=run_id,
-                outcome=RunOutcome.CANCELLED,
-                started=started_wall,
-                duration=time.monotonic() - started,
-                scheduled=self._scheduled,
-                payload_size=size,
-                error="cancelled at shutdown",
-                steps=tuple(journal.steps or ()),
-                actions=tuple(journal.actions),
-                decisions=tuple(journal.decisions),
-                dry_run=self._dry_run,
-            )
-        )
+        self.runner = runner
+        self.trigger = trigger
+        self.run_id = run_id
+        self.started = started
+        """Monotonic seconds, for the duration."""
+        self.started_wall = started_wall
+        self.scheduled = scheduled
+        self.payload_size = payload_size
+        self.journal = journal
+        self.dry_run = dry_run
+
+    def ended(
+        self,
+        now: float,
+        result: PipeResult | None,
+        results: Mapping[str, PipeResult] | None = None,
+    ) -> dict[str, Any]:
+        """The fields every end event of this run has, at monotonic time ``now``."""
+        journal = self.journal
+        return {
+            "runner": self.runner,
+            "trigger": self.trigger,
+            "run_id": self.run_id,
+            "started": self.started_wall,
+            "duration": now - self.started,
+            "scheduled": self.scheduled,
+            "payload_size": self.payload_size,
+            "result": result,
+            "results": results if results is not None else {},
+            "steps": tuple(journal.steps or ()),
+            "actions": tuple(journal.actions),
+            "decisions": tuple(journal.decisions),
+            "dry_run": self.dry_run,
+        }
 
 
 def _timed_out(timeout: float) -> PipeResult:
