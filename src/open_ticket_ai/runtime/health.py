@@ -1,6 +1,6 @@
-"""RunnerHealth: one runner's state as its events tell it (running, last run, counts), for
-``GET /health`` and ``otai status``; kept up to date by :meth:`RunnerStats.observe
-<open_ticket_ai.runtime.stats.RunnerStats.observe>`."""
+"""RunnerHealth: a snapshot of one runner's state (running, last run, counts) for
+``GET /health`` and ``otai status``, made by :meth:`PipeRunner.health
+<open_ticket_ai.runtime.runner.PipeRunner.health>` from the runner and its counters."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from open_ticket_ai.runtime.events import RunOutcome
 __all__ = ["RunnerHealth"]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RunnerHealth:
-    """One runner's state: the run in progress (``running``, ``run_id``, since when), the
-    last ended run (``last_*``) and counts since start."""
+    """A snapshot of one runner's state: the run in progress (``running``, ``run_id``, since
+    when), the last ended run (``last_*``) and counts since start."""
 
     running: bool = False
     run_id: str | None = None

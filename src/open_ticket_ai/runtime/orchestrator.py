@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -334,16 +333,7 @@ class Orchestrator:
 
     def health(self) -> dict[str, RunnerHealth]:
         now = time.time()
-        states: dict[str, RunnerHealth] = {}
-        for id, runner in self.runners.items():
-            state = copy.copy(runner.stats.health)
-            # Whether it runs now comes from the runner itself, not from events.
-            state.running = runner.running
-            state.running_since = now - runner.running_for if runner.running else None
-            if runner.running:
-                state.run_id = runner.run_id
-            states[id] = state
-        return states
+        return {id: runner.health(now) for id, runner in self.runners.items()}
 
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""

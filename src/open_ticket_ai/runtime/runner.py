@@ -30,6 +30,7 @@ from open_ticket_ai.runtime.events import (
     SkipReason,
     payload_size,
 )
+from open_ticket_ai.runtime.health import RunnerHealth
 from open_ticket_ai.runtime.stats import RunnerStats
 
 if TYPE_CHECKING:
@@ -125,6 +126,24 @@ class PipeRunner:
     def running_for(self) -> float:
         """Seconds the current run has been running (0 when idle)."""
         return time.monotonic() - self._started_at if self._task is not None else 0.0
+
+    def health(self, now: float) -> RunnerHealth:
+        """The runner's state at POSIX time ``now``: whether it runs (from the runner
+        itself), its counts and its last run (from its stats)."""
+        stats = self.stats
+        running = self._task is not None
+        return RunnerHealth(
+            running=running,
+            run_id=self.run_id if running else stats.last_run_id,
+            running_since=now - self.running_for if running else None,
+            runs=stats.runs,
+            failures=stats.failures,
+            skips=stats.skips,
+            last_status=stats.last_status,
+            last_outcome=stats.last_outcome,
+            last_started=stats.last_started,
+            last_duration=stats.last_duration,
+        )
 
     def fire(
         self, trigger: TriggerRef | None, scheduled: float | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from open_ticket_ai.runtime.events import (
     Event,
@@ -15,7 +15,6 @@ from open_ticket_ai.runtime.events import (
     RunStuck,
     RunTimeout,
 )
-from open_ticket_ai.runtime.health import RunnerHealth
 
 __all__ = ["COUNTED", "RunnerStats"]
 
@@ -40,8 +39,13 @@ class RunnerStats:
     stuck: int = 0
     total_seconds: float = 0.0
     max_seconds: float = 0.0
-    health: RunnerHealth = field(default_factory=RunnerHealth)
-    """The runner's state now, for ``/health`` and ``otai status``."""
+    last_run_id: str | None = None
+    last_status: str | None = None
+    """The last ended run's pipeline status (``succeeded``, ``failed``, ``skipped``), or
+    ``cancelled``/``stuck``."""
+    last_outcome: RunOutcome | None = None
+    last_started: float | None = None
+    last_duration: float | None = None
 
     @property
     def mean_seconds(self) -> float:
@@ -49,13 +53,10 @@ class RunnerStats:
         return self.total_seconds / finished if finished > 0 else 0.0
 
     def observe(self, event: Event) -> None:
-        """Count one event of this runner, and keep its :attr:`health` (one pass: this runs
-        twice for every run)."""
-        health = self.health
+        """Count one event of this runner, and keep what its last run was."""
         if isinstance(event, RunEnded):
             outcome = event.outcome
             self.runs += 1
-            health.runs += 1
             if isinstance(event, RunCancelled):
                 self.cancelled += 1
             elif isinstance(event, RunStuck):
@@ -63,19 +64,17 @@ class RunnerStats:
             else:
                 if outcome is RunOutcome.FAILED:
                     self.failures += 1
-                    health.failures += 1
                 self.total_seconds += event.duration
                 if event.duration > self.max_seconds:
                     self.max_seconds = event.duration
             result = event.result
-            health.run_id = event.run_id
-            health.last_status = result.status.value if result is not None else outcome.value
-            health.last_outcome = outcome
-            health.last_started = event.started
-            health.last_duration = event.duration
+            self.last_run_id = event.run_id
+            self.last_status = result.status.value if result is not None else outcome.value
+            self.last_outcome = outcome
+            self.last_started = event.started
+            self.last_duration = event.duration
         elif isinstance(event, RunSkipped):
             self.skips += 1
-            health.skips += 1
         elif isinstance(event, RunMissed):
             self.missed += event.count
         elif isinstance(event, RunTimeout):
