@@ -20,7 +20,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from open_ticket_ai.cli.trigger import DEFAULT_URL
+from open_ticket_ai.cli.trigger import DEFAULT_URL, local_url
 from open_ticket_ai.core.compiled import CompiledConfig
 from open_ticket_ai.core.config.loader import load_config
 from open_ticket_ai.core.durations import format_duration
@@ -148,14 +148,7 @@ def _listener_url(compiled: CompiledConfig) -> str | None:
     needs = any(getattr(t, "needs_http", False) for t in compiled.triggers.values())
     if settings is None:
         return DEFAULT_URL if needs else None
-    if settings.port == 0:
-        return None
-    host = settings.host
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return local_url(settings)
 
 
 def _live_status(url: str) -> dict[str, Any] | None:

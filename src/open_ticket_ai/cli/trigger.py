@@ -18,10 +18,11 @@ import click
 import httpx
 
 from open_ticket_ai.core.config.loader import load_config
+from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.http.routes import resolve_token
 
-__all__ = ["DEFAULT_URL", "trigger_command"]
+__all__ = ["DEFAULT_URL", "local_url", "trigger_command"]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 EXIT_STARTED = 0
@@ -46,14 +47,24 @@ def _from_config(path: str) -> tuple[str, str | None]:
         token = resolve_token(settings.token, env)
     except OpenTicketAIError as exc:
         _fail(f"cannot read {path}: {exc}")
-    if settings.port == 0:
+    url = local_url(settings)
+    if url is None:
         _fail(f"{path} sets orchestrator.http.port: 0 (a free port); give --url")
+    return url, token
+
+
+def local_url(settings: HttpListenerConfig) -> str | None:
+    """The URL this machine reaches a listener with these settings at (an instance that
+    listens on every interface is asked on 127.0.0.1); None for ``port: 0``, a port chosen
+    when the instance started."""
+    if settings.port == 0:
+        return None
     host = settings.host
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}", token
+    return f"http://{host}:{settings.port}"
 
 
 def _error_of(response: httpx.Response) -> str:
