@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
+from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.records import Action, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.triggers.base import FireOutcome, FireStatus
@@ -325,7 +327,7 @@ class RunStuck(RunEnded):
     def message(self) -> str:
         return (
             f"runner {self.runner!r}: run {self.run_id} ignored cancellation for "
-            f"{_duration(self.grace)} after its timeout; it is abandoned and the runner is "
+            f"{format_duration(self.grace)} after its timeout; it is abandoned and the runner is "
             "free again"
         )
 
@@ -350,9 +352,8 @@ class RunTimeout(Event):
     timeout: float
 
     def message(self) -> str:
-        return (
-            f"runner {self.runner!r} timed out after {_duration(self.timeout)}; cancelling the run"
-        )
+        limit = format_duration(self.timeout)
+        return f"runner {self.runner!r} timed out after {limit}; cancelling the run"
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -499,31 +500,23 @@ class TriggerRefused(Event):
 
 @record
 class TriggerFailed(Event):
-    """An event trigger's task stopped with an error, or a run-ended subscriber raised."""
+    """An event trigger's task stopped with an error (a subscriber that raises is reported
+    by the bus itself, as ``bus.subscriber_failed``)."""
 
     name: ClassVar[str] = TRIGGER_FAILED
     level: ClassVar[int] = logging.ERROR
-    trigger: str | None
+    trigger: str
     error: BaseException = field(compare=False)
-    runner: str | None = None
 
     @property
     def exc(self) -> BaseException | None:
         return self.error
 
     def message(self) -> str:
-        what = (
-            f"trigger {self.trigger!r} stopped" if self.trigger else "a run-ended subscriber failed"
-        )
-        return f"{what}: {type(self.error).__name__}: {self.error}"
+        return f"trigger {self.trigger!r} stopped: {type(self.error).__name__}: {self.error}"
 
     def fields(self) -> dict[str, Any]:
-        body: dict[str, Any] = {}
-        if self.trigger is not None:
-            body["trigger"] = self.trigger
-        if self.runner is not None:
-            body["runner"] = self.runner
-        return body
+        return {"trigger": self.trigger}
 
 
 @record
@@ -647,7 +640,7 @@ class OrchestratorDraining(Event):
 
     def message(self) -> str:
         return (
-            f"stopping: waiting up to {_duration(self.timeout)} for {len(self.runners)} "
+            f"stopping: waiting up to {format_duration(self.timeout)} for {len(self.runners)} "
             f"running runs ({', '.join(self.runners)})"
         )
 
@@ -689,7 +682,8 @@ class RunsStubborn(Event):
     grace: float
 
     def message(self) -> str:
-        return f"runs ignored cancellation for {_duration(self.grace)}: {', '.join(self.runners)}"
+        runs = ", ".join(self.runners)
+        return f"runs ignored cancellation for {format_duration(self.grace)}: {runs}"
 
     def fields(self) -> dict[str, Any]:
         return {"stubborn": list(self.runners)}
@@ -848,12 +842,6 @@ def summarise(actions: Sequence[Action], decisions: Sequence[Decision]) -> str:
             plural = "s" if count != 1 and word != "created" else ""
             parts.append(f"{count} {word}{plural}")
     return "; ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    from open_ticket_ai.core.durations import format_duration
-
-    return format_duration(seconds)
 
 
 # -- the bus ---------------------------------------------------------------------------------
@@ -1122,8 +1110,6 @@ def payload_size(payload: Any) -> int | None:
         return None
     if isinstance(payload, bytes | str):
         return len(payload)
-    import json
-
     try:
         return len(json.dumps(payload, default=str, separators=(",", ":")))
     except (TypeError, ValueError):
