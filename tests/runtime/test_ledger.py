@@ -545,3 +545,24 @@ def test_outcomes_survive_the_writer(sqlite_store: SqliteLedgerStore) -> None:
     assert ledger.flush()
     assert [r.outcome for r in sqlite_store.runs()] == list(RunOutcome)[::-1]
     ledger.close()
+
+
+def test_an_earlier_files_index_on_outcomes_goes_and_its_runs_stay(tmp_path: Path) -> None:
+    # Earlier versions indexed runs by outcome, a cost on every write; opening the file for
+    # writing drops the index and keeps every run.
+    path = tmp_path / "ledger.sqlite"
+    store = SqliteLedgerStore(path)
+    store.append([make_run("fetch-1")])
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE INDEX runs_outcome_started ON runs (outcome, started)")
+    db.close()
+    store = SqliteLedgerStore(path)
+    assert store.run("fetch-1") is not None
+    store.close()
+    with sqlite3.connect(path) as db:
+        indexes = {
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+    db.close()
+    assert "runs_outcome_started" not in indexes

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.records import RunJournal
@@ -40,6 +40,7 @@ __all__ = ["CURRENT_RUNNER", "RUN_CONTEXTS", "PipeRunner", "RunnerStats"]
 
 
 _NOTHING: Any = object()
+_E = TypeVar("_E", bound=RunEnded)
 
 CURRENT_RUNNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "otai_current_runner", default=None
@@ -235,11 +236,13 @@ class PipeRunner:
         run = self._current
         assert run is not None
         self.bus.publish(
-            RunStuck(
-                outcome=RunOutcome.STUCK,
+            run.end(
+                RunStuck,
+                RunOutcome.STUCK,
+                time.monotonic(),
+                None,
                 error=f"ignored cancellation after its timeout of {self._timeout}s",
                 grace=self.stuck_grace,
-                **run.ended(time.monotonic(), None),
             )
         )
         self._release()
@@ -304,22 +307,29 @@ class PipeRunner:
             if self.abandoned and asyncio.current_task() in self.abandoned:
                 return result  # the runner moved on: this run's end changes nothing
         self.last_result = result
-        fields = started.ended(time.monotonic(), result, run.results)
+        now = time.monotonic()
+        results = run.results
         event: RunEnded
+        status = result.status
         if timed_out:
-            event = RunFailed(outcome=RunOutcome.TIMED_OUT, error=result.message, **fields)
-        elif result.failed:
+            event = started.end(
+                RunFailed, RunOutcome.TIMED_OUT, now, result, results, error=result.message
+            )
+        elif status is PipeStatus.SUCCEEDED:
+            event = started.end(RunFinished, RunOutcome.SUCCEEDED, now, result, results)
+        elif status is PipeStatus.FAILED:
             error = _first_error(run, result)
-            event = RunFailed(
-                outcome=RunOutcome.FAILED,
+            event = started.end(
+                RunFailed,
+                RunOutcome.FAILED,
+                now,
+                result,
+                results,
                 error=result.message,
                 exception=None if isinstance(error, PipeError) else error,
-                **fields,
             )
-        elif result.status is PipeStatus.SUCCEEDED:
-            event = RunFinished(outcome=RunOutcome.SUCCEEDED, **fields)
         else:
-            event = RunFinished(outcome=RunOutcome.SKIPPED, **fields)
+            event = started.end(RunFinished, RunOutcome.SKIPPED, now, result, results)
         self.last_outcome = event.outcome
         self.bus.publish(event)
         return result
@@ -354,10 +364,12 @@ class PipeRunner:
     def _cancelled(self, started: _Run) -> None:
         self.last_outcome = RunOutcome.CANCELLED
         self.bus.publish(
-            RunCancelled(
-                outcome=RunOutcome.CANCELLED,
+            started.end(
+                RunCancelled,
+                RunOutcome.CANCELLED,
+                time.monotonic(),
+                None,
                 error="cancelled at shutdown",
-                **started.ended(time.monotonic(), None),
             )
         )
 
@@ -401,29 +413,37 @@ class _Run:
         self.journal = journal
         self.dry_run = dry_run
 
-    def ended(
+    def end(
         self,
+        kind: type[_E],
+        outcome: RunOutcome,
         now: float,
         result: PipeResult | None,
         results: Mapping[str, PipeResult] | None = None,
-    ) -> dict[str, Any]:
-        """The fields every end event of this run has, at monotonic time ``now``."""
+        **extra: Any,
+    ) -> _E:
+        """The end event ``kind`` of this run at monotonic time ``now``."""
         journal = self.journal
-        return {
-            "runner": self.runner,
-            "trigger": self.trigger,
-            "run_id": self.run_id,
-            "started": self.started_wall,
-            "duration": now - self.started,
-            "scheduled": self.scheduled,
-            "payload_size": self.payload_size,
-            "result": result,
-            "results": results if results is not None else {},
-            "steps": tuple(journal.steps or ()),
-            "actions": tuple(journal.actions),
-            "decisions": tuple(journal.decisions),
-            "dry_run": self.dry_run,
-        }
+        steps = journal.steps
+        actions = journal.actions
+        decisions = journal.decisions
+        return kind(
+            runner=self.runner,
+            trigger=self.trigger,
+            run_id=self.run_id,
+            outcome=outcome,
+            started=self.started_wall,
+            duration=now - self.started,
+            scheduled=self.scheduled,
+            payload_size=self.payload_size,
+            result=result,
+            results=results if results is not None else {},
+            steps=tuple(steps) if steps else (),
+            actions=tuple(actions) if actions else (),
+            decisions=tuple(decisions) if decisions else (),
+            dry_run=self.dry_run,
+            **extra,
+        )
 
 
 def _timed_out(timeout: float) -> PipeResult:

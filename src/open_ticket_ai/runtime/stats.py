@@ -8,6 +8,7 @@ from open_ticket_ai.runtime.events import (
     Event,
     RunCancelled,
     RunEnded,
+    RunFinished,
     RunMissed,
     RunnerSummary,
     RunOutcome,
@@ -21,10 +22,9 @@ __all__ = ["COUNTED", "RunnerStats"]
 COUNTED: tuple[type[Event], ...] = (RunEnded, RunSkipped, RunMissed, RunTimeout)
 """The events :meth:`RunnerStats.observe` counts: runs are counted when they end, so that
 ``run.started`` need not be built when nobody else listens."""
-"""The events :meth:`RunnerStats.observe` counts."""
 
 
-@dataclass
+@dataclass(slots=True)
 class RunnerStats:
     """What a runner did: runs (counted when they end), their failures, skipped and missed
     fires, timeouts, durations. Kept up to date by :meth:`observe`, a subscriber of the
@@ -54,30 +54,35 @@ class RunnerStats:
 
     def observe(self, event: Event) -> None:
         """Count one event of this runner, and keep what its last run was."""
-        if isinstance(event, RunEnded):
-            outcome = event.outcome
+        kind = type(event)
+        if kind is RunFinished or isinstance(event, RunEnded):
+            ended: RunEnded = event  # type: ignore[assignment]
+            outcome = ended.outcome
+            duration = ended.duration
             self.runs += 1
-            if isinstance(event, RunCancelled):
+            if kind is RunFinished:
+                pass
+            elif kind is RunCancelled:
                 self.cancelled += 1
-            elif isinstance(event, RunStuck):
+            elif kind is RunStuck:
                 self.stuck += 1
-            else:
-                if outcome is RunOutcome.FAILED:
-                    self.failures += 1
-                self.total_seconds += event.duration
-                if event.duration > self.max_seconds:
-                    self.max_seconds = event.duration
-            result = event.result
-            self.last_run_id = event.run_id
+            elif outcome is RunOutcome.FAILED:
+                self.failures += 1
+            if kind is not RunCancelled and kind is not RunStuck:
+                self.total_seconds += duration
+                if duration > self.max_seconds:
+                    self.max_seconds = duration
+            result = ended.result
+            self.last_run_id = ended.run_id
             self.last_status = result.status.value if result is not None else outcome.value
             self.last_outcome = outcome
-            self.last_started = event.started
-            self.last_duration = event.duration
-        elif isinstance(event, RunSkipped):
+            self.last_started = ended.started
+            self.last_duration = duration
+        elif kind is RunSkipped:
             self.skips += 1
-        elif isinstance(event, RunMissed):
-            self.missed += event.count
-        elif isinstance(event, RunTimeout):
+        elif kind is RunMissed:
+            self.missed += event.count  # type: ignore[attr-defined]
+        elif kind is RunTimeout:
             self.timeouts += 1
 
     def summary(self, runner: str) -> RunnerSummary:
