@@ -1,5 +1,5 @@
-"""The built-in HTTP listener: webhooks, manual fires and a health check, on asyncio streams
-with ``h11`` (no web framework).
+"""The built-in HTTP listener: a Starlette application served by uvicorn in the
+orchestrator's own event loop.
 
 Routes:
 
@@ -7,39 +7,47 @@ Routes:
 - ``POST /runners/{runner_id}/fire``: fire a runner now (``otai trigger``); needs
   ``Authorization: Bearer <orchestrator.http.token>``, and is refused (403) without a token;
 - ``GET /health``: 200 with every runner's state;
-- ``GET /status``: 200 with each runner's state, last run and next fire (``otai status``).
+- ``GET /status``: 200 with each runner's state, last run and next fire (``otai status``);
+- ``GET /livez``: 200 while the event loop serves (it never asks a helpdesk);
+- ``GET /readyz``: 200 once services are open and triggers armed, 503 with the reason while
+  starting or stopping.
 
-Errors are ``{"error": "..."}``: 400 malformed HTTP, 404, 405 wrong method, 413 a body over
-the limit (refused from ``Content-Length`` before it is read, or as soon as a chunked body
-passes the limit). Connections are kept alive; a connection idle (or stalled mid-request) for
-:attr:`Listener.idle_timeout` seconds is closed. :meth:`Listener.stop` closes them all.
+Errors are ``{"error": "..."}``: 400 malformed HTTP (and the connection closed), 404, 405 wrong
+method, 413 a body over the limit (refused from ``Content-Length`` before it is read, or as
+soon as a chunked body passes the limit). Connections are kept alive for
+:attr:`Listener.idle_timeout` seconds between requests; at most
+``orchestrator.http.max_connections`` are open at once (uvicorn answers 503 beyond).
+:meth:`Listener.stop` stops accepting and closes every connection, idle or mid-request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
-from http import HTTPStatus
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.errors import ComponentError
 from open_ticket_ai.http.messages import (
     HttpRequest,
     HttpResponse,
+    bearer_matches,
     error_response,
 )
 from open_ticket_ai.http.routes import Routes
-from open_ticket_ai.runtime.events import (
-    HttpConnectionFailed,
-    HttpRequestFailed,
-    HttpRequestServed,
-    ListenerStarted,
-)
+from open_ticket_ai.runtime.events import HttpRequestFailed, HttpRequestServed, ListenerStarted
+from open_ticket_ai.runtime.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
     from open_ticket_ai.runtime.control import Control
@@ -47,13 +55,43 @@ if TYPE_CHECKING:
 __all__ = ["Listener", "start_listener"]
 
 MAX_HEAD_BYTES = 16_384
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-READ_CHUNK = 65_536
-LINGER_SECONDS = 2.0
+"""The largest request head (request line and headers) accepted."""
+
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+"""Methods the routes accept, to answer a wrong one with the project's JSON 405."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
-class _Closed(Exception):
-    """The client went away (or stalled) mid-request: drop the connection quietly."""
+def _malformed_body(message: str) -> bytes:
+    return error_response(400, f"malformed HTTP request: {message}").encode()
+
+
+class _H11(H11Protocol):
+    """uvicorn's h11 protocol, with the project's JSON error body for malformed requests.
+    h11 refuses what breaks HTTP/1.1 (two ``Content-Length``\\s, ``Content-Length`` with
+    ``Transfer-Encoding``, an unknown version, a head over :data:`MAX_HEAD_BYTES`)."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = _malformed_body(msg)
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"server: open-ticket-ai\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handlers: the orchestrator owns SIGINT/SIGTERM and
+    stops the listener first at shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
 
 
 class Listener:
@@ -61,209 +99,219 @@ class Listener:
     connection. Requests never block the loop: a fire only starts a run's task."""
 
     idle_timeout: float = 30.0
-    """Seconds a connection may wait for (the rest of) a request before it is closed."""
+    """Seconds a kept-alive connection may wait for its next request before it is closed."""
 
     def __init__(self, config: HttpListenerConfig, control: Control) -> None:
         self.config = config
         self.control = control
         self.bus = control.bus
         self.port = config.port
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
         self._routes = Routes(config, control)
-        self._closing = False
+        self.metrics: Metrics | None = None
+        """The Prometheus metrics, fed from the bus (``orchestrator.http.metrics: true``)."""
+        if config.metrics:
+            self.metrics = Metrics(control.bus, runner_ids=control.runner_ids)
+        self.app = Starlette(
+            routes=[
+                Route("/livez", self._livez, methods=_ANY_METHOD),
+                Route("/readyz", self._readyz, methods=_ANY_METHOD),
+                Route("/metrics", self._metrics, methods=_ANY_METHOD),
+                Mount("", app=self._legacy),
+            ],
+            exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        )
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         host = self.config.host
         try:
-            self._server = await asyncio.start_server(self._on_connection, host, self.config.port)
+            sock = socket.create_server((host, self.config.port), reuse_port=False)
         except OSError as exc:
             raise ComponentError(
-                f"orchestrator.http: cannot listen on {host}:{self.config.port}: {exc.strerror}"
+                f"orchestrator.http: cannot listen on {host}:{self.config.port}: "
+                f"{exc.strerror or exc}"
             ) from exc
-        self.port = self._server.sockets[0].getsockname()[1]
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._strict,
+            interface="asgi3",
+            http=_H11,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            date_header=True,
+            timeout_keep_alive=max(1, round(self.idle_timeout)),
+            timeout_graceful_shutdown=1,
+            limit_concurrency=self.config.max_connections,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        )
+        self._server = _Server(config)
+        self._serving = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[sock]), name="otai-http"
+        )
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # raises what stopped it
+                raise ComponentError(f"orchestrator.http: the server on {host} did not start")
+            await asyncio.sleep(0.005)
         self.bus.publish(ListenerStarted(host=host, port=self.port))
 
     async def stop(self) -> None:
         """Stop accepting, close every connection (idle or mid-request) and wait for them."""
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
-        pending = list(self._connections)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5.0)
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self.metrics is not None:
+            self.metrics.close()
+        server, serving = self._server, self._serving
+        if server is None or serving is None:
+            return
+        server.should_exit = True
+        server.force_exit = True  # open connections are closed, not waited for
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(serving, 5.0)
+        self._server = self._serving = None
 
-    # -- connections ----------------------------------------------------------------------
+    # -- routes ---------------------------------------------------------------------------
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            if not self._closing and await self._serve(reader, writer):
-                await self._linger(reader, writer)
-            writer.close()
-        except (_Closed, OSError):
-            pass  # a client that leaves or stalls is normal; its connection just ends
-        except Exception as exc:  # a bug here must cost one connection, never the listener
-            self.bus.publish(HttpConnectionFailed(error=exc))
-        finally:
-            self._connections.discard(task)
-            if not writer.transport.is_closing():
-                writer.transport.abort()
+    async def _strict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse what h11 lets through but a server must not guess at, then serve."""
+        if scope["type"] == "http":
+            problem = _broken(scope)
+            if problem is not None:
+                reply = error_response(400, f"malformed HTTP request: {problem}")
+                await _send(send, reply, close=True)
+                return
+        await self.app(scope, receive, send)
 
-    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """After answering a request whose body was not read (413, 401, ...): stop writing
-        and discard what the client still sends for a moment, so that closing does not reset
-        the connection before the client has read the answer."""
-        if writer.can_write_eof():
-            writer.write_eof()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(LINGER_SECONDS):
-                while await reader.read(READ_CHUNK):
-                    pass
+    async def _livez(self, request: Request) -> Response:
+        if request.method != "GET":
+            return JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
+        return JSONResponse({"status": "ok"})
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Answer requests until the connection ends; True when input is left unread."""
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        peer = writer.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) else ""
-        while True:
-            try:
-                event = await self._next_event(conn, reader)
-            except h11.RemoteProtocolError as exc:
-                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    status = exc.error_status_hint if exc.error_status_hint >= 400 else 400
-                    reply = error_response(status, f"malformed HTTP request: {exc}")
-                    await self._send(conn, writer, reply, close=True)
-                    self._log("?", "?", status, client, time.perf_counter())
-                return True
-            if not isinstance(event, h11.Request):
-                return False  # ConnectionClosed
-            started = time.perf_counter()
-            method = event.method.decode("ascii", "replace")
-            target = event.target.decode("ascii", "replace")
-            request = HttpRequest(
-                method=method,
-                path=unquote(target.partition("?")[0]),
-                headers={k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers},
-                client=client,
+    async def _readyz(self, request: Request) -> Response:
+        if request.method != "GET":
+            return JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
+        reason = self.control.readiness()
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+
+    async def _metrics(self, request: Request) -> Response:
+        if self.metrics is None:
+            return JSONResponse({"error": "metrics are off: set orchestrator.http.metrics"}, 404)
+        if request.method != "GET":
+            return JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
+        token = self._routes.token
+        if token is not None and not bearer_matches(request.headers.get("authorization"), token):
+            return JSONResponse(
+                {"error": "a valid 'Authorization: Bearer <token>' is required"},
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
             )
-            try:
-                reply, complete = await self._respond(conn, reader, writer, request)
-            except h11.RemoteProtocolError as exc:
-                reply, complete = error_response(400, f"malformed HTTP request: {exc}"), False
-            await self._send(conn, writer, reply, close=not complete)
-            # The path as sent (not decoded): nothing a client encodes can forge a log line.
-            self._log(method, target.partition("?")[0], reply.status, client, started)
-            if not complete:
-                return True
-            if conn.our_state is h11.MUST_CLOSE:
-                return False
-            conn.start_next_cycle()
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
-    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                async with asyncio.timeout(self.idle_timeout):
-                    data = await reader.read(READ_CHUNK)
-            except TimeoutError:
-                raise _Closed from None
-            conn.receive_data(data)
-
-    async def _send(
-        self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
-        reply: HttpResponse,
-        *,
-        close: bool,
-    ) -> None:
-        body = reply.encode()
-        headers = [("content-length", str(len(body))), ("server", "open-ticket-ai")]
-        if body:
-            headers.append(("content-type", "application/json"))
-        headers.extend(reply.headers.items())
-        if close:
-            headers.append(("connection", "close"))
-        reason = _REASONS.get(reply.status, b"")
-        data = conn.send(h11.Response(status_code=reply.status, headers=headers, reason=reason))
-        data = data or b""
-        data += conn.send(h11.Data(data=body)) or b""
-        data += conn.send(h11.EndOfMessage()) or b""
-        writer.write(data)
-        try:
-            async with asyncio.timeout(self.idle_timeout):
-                await writer.drain()
-        except TimeoutError:
-            raise _Closed from None
-
-    def _log(self, method: str, path: str, status: int, client: str, started: float) -> None:
+    async def _legacy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The routes of :class:`Routes`, as plain ASGI: their answers and errors are
+        already HTTP responses, and a body is read only once the head allows it."""
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        client = scope.get("client")
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        request = HttpRequest(
+            method=scope["method"],
+            path=scope["path"],
+            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+            client=str(client[0]) if client else "",
+        )
+        reply, close = await self._answer(request, receive)
+        await _send(send, reply, close=close)
+        # The path as sent (not decoded): nothing a client encodes can forge a log line.
+        path = raw_path.decode("ascii", "replace").partition("?")[0]
         self.bus.publish(
             HttpRequestServed(
-                method=method,
+                method=request.method,
                 path=path,
-                status=status,
-                client=client,
+                status=reply.status,
+                client=request.client,
                 duration=time.perf_counter() - started,
             )
         )
 
-    # -- requests -------------------------------------------------------------------------
-
-    async def _respond(
-        self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        request: HttpRequest,
-    ) -> tuple[HttpResponse, bool]:
-        """The response, and whether the request was read in full (else: close after it)."""
+    async def _answer(self, request: HttpRequest, receive: Receive) -> tuple[HttpResponse, bool]:
+        """The response, and whether to close the connection after it (a body left unread)."""
         try:
             route = self._routes.route(request)
         except Exception as exc:  # a trigger's bug: answer 500, keep serving
-            route = self._internal_error(request, exc)
+            return self._internal_error(request, exc), False
+        has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
         if isinstance(route, HttpResponse):
-            # Answered without its body: keep the connection only when there was none.
-            return route, isinstance(conn.next_event(), h11.EndOfMessage)
+            return route, has_body and request.headers.get("content-length") != "0"
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > route.limit:
-            return _too_large(route.limit), False
-        if conn.they_are_waiting_for_100_continue:
-            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            return _too_large(route.limit), True
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event(conn, reader)
-            if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > route.limit:
-                    return _too_large(route.limit), False
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return error_response(400, "the client went away mid-request"), True
+            body = message.get("body", b"")
+            size += len(body)
+            if size > route.limit:
+                return _too_large(route.limit), True
+            chunks.append(body)
+            if not message.get("more_body", False):
                 break
-            else:
-                raise _Closed
         whole = HttpRequest(
             request.method, request.path, request.headers, b"".join(chunks), request.client
         )
         try:
-            return route.handle(whole), True
+            return route.handle(whole), False
         except Exception as exc:
-            return self._internal_error(request, exc), True
+            return self._internal_error(request, exc), False
 
     def _internal_error(self, request: HttpRequest, exc: Exception) -> HttpResponse:
         self.bus.publish(HttpRequestFailed(method=request.method, path=request.path, error=exc))
         return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+def _broken(scope: Scope) -> str | None:
+    """Why a request head h11 accepted is refused anyway, or None."""
+    if scope.get("http_version") not in ("1.0", "1.1"):
+        return f"HTTP/{scope.get('http_version')} is not supported"
+    headers = scope["headers"]
+    names = [name for name, _ in headers]
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return "both Content-Length and Transfer-Encoding"
+    if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEAD_BYTES:
+        return f"the request head is larger than {MAX_HEAD_BYTES} bytes"
+    return None
+
+
+async def _send(send: Send, reply: HttpResponse, *, close: bool) -> None:
+    body = reply.encode()
+    headers = [(b"content-length", str(len(body)).encode()), (b"server", b"open-ticket-ai")]
+    if body:
+        headers.append((b"content-type", b"application/json"))
+    headers.extend(
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
+    )
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own errors (a wrong method on ``/livez``) in the project's JSON form."""
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _too_large(limit: int) -> HttpResponse:

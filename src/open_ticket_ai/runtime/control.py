@@ -49,6 +49,11 @@ class Control(Protocol):
         """Each runner's state, by runner id."""
         ...
 
+    def readiness(self) -> str | None:
+        """None when services are open and triggers armed; else why not (``starting``,
+        ``stopping``)."""
+        ...
+
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""
         ...

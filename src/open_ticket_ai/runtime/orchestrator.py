@@ -335,6 +335,13 @@ class Orchestrator:
         now = time.time()
         return {id: runner.health(now) for id, runner in self.runners.items()}
 
+    def readiness(self) -> str | None:
+        """None while runs are fired (services open, triggers armed); else ``starting`` or
+        ``stopping``."""
+        if self._firing:
+            return None
+        return "stopping" if self.stopped_by_request or self.scheduler is not None else "starting"
+
     def next_fires(self) -> dict[str, float]:
         """Per runner with a time trigger, the POSIX time of its next fire."""
         if self._loop is None or self.scheduler is None:

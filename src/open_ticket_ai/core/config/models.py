@@ -116,11 +116,16 @@ class RunnerDefinition(_ConfigModel):
 class HttpListenerConfig(_ConfigModel):
     """The built-in HTTP listener for webhook triggers and ``otai trigger``."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1)
+    """The address to listen on; ``0.0.0.0`` (or ``::``) for every interface, on purpose."""
     port: int = Field(8765, ge=0, le=65535)
     token: str | None = None
     """The bearer token ``otai trigger`` must send; without one, manual fires are refused."""
     max_body_bytes: int = Field(1_048_576, ge=1)
+    max_connections: int = Field(1000, ge=1)
+    """Connections open at once; beyond, requests get 503 until one closes."""
+    metrics: bool = False
+    """Serve ``GET /metrics`` (Prometheus); it needs the token when one is set."""
 
 
 class LedgerConfig(_ConfigModel):

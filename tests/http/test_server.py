@@ -1,0 +1,139 @@
+"""The listener as an exposed service: liveness and readiness, requests that break HTTP, the
+connection cap and the listen address."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from tests.http.test_listener import config, raw, start, stop
+from tests.support.http_server import HttpServer
+
+from open_ticket_ai.core.config.models import HttpListenerConfig
+
+
+@pytest.fixture
+def server() -> HttpServer:
+    with HttpServer() as srv:
+        yield srv  # type: ignore[misc]
+
+
+async def test_livez_and_readyz_answer_while_the_orchestrator_fires(server: HttpServer) -> None:
+    instance, main = await start(config(server))
+    try:
+        async with httpx.AsyncClient(base_url=instance.url) as client:
+            live = await client.get("/livez")
+            ready = await client.get("/readyz")
+            wrong = await client.post("/livez")
+        assert (live.status_code, live.json()) == (200, {"status": "ok"})
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+        assert wrong.status_code == 405
+        assert set(wrong.json()) == {"error"}
+    finally:
+        await stop(instance, main)
+
+
+async def test_readyz_says_503_with_the_reason_once_stopping(server: HttpServer) -> None:
+    instance, main = await start(config(server))
+    try:
+        instance.orchestrator._firing = False  # the first step of shutdown
+        instance.orchestrator.stopped_by_request = True
+        async with httpx.AsyncClient(base_url=instance.url) as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "not ready", "reason": "stopping"}
+    finally:
+        await stop(instance, main)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+        b"POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /health HTTP/7.0\r\nHost: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+    ],
+    ids=["two-content-lengths", "content-length-and-chunked", "unknown-version", "huge-head"],
+)
+async def test_requests_that_break_http_get_400_and_the_connection_closed(
+    server: HttpServer, head: bytes
+) -> None:
+    instance, main = await start(config(server))
+    try:
+        answer = await raw(instance, head)  # reads until the server closes
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b'"error":"malformed HTTP request' in answer
+        assert b"connection: close" in answer.lower()
+    finally:
+        await stop(instance, main)
+
+
+async def test_connections_beyond_the_cap_get_503(server: HttpServer) -> None:
+    instance, main = await start(config(server, "{port: 0, token: t, max_connections: 2}"))
+    held = []
+    try:
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", instance.listener.port)
+            held.append(writer)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        async with httpx.AsyncClient(base_url=instance.url) as client:
+            refused = await client.get("/health")
+        assert refused.status_code == 503
+    finally:
+        for writer in held:
+            writer.close()
+        await stop(instance, main)
+
+
+def test_an_empty_host_is_a_config_error_not_every_interface() -> None:
+    with pytest.raises(ValidationError, match="host"):
+        HttpListenerConfig(host="")
+
+
+async def test_metrics_count_the_runs_exactly_and_need_the_token(server: HttpServer) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    instance, main = await start(config(server, "{port: 0, token: t, metrics: true}"))
+    try:
+        runner = instance.orchestrator.runners["quick"]
+        async with httpx.AsyncClient(base_url=instance.url) as client:
+            for n in range(3):
+                fired = await client.post(
+                    "/runners/quick/fire", headers={"Authorization": "Bearer t"}, json={"n": n}
+                )
+                assert fired.status_code == 202
+                for _ in range(500):
+                    if runner.stats.runs == n + 1:
+                        break
+                    await asyncio.sleep(0.01)
+            refused = await client.get("/metrics")
+            answer = await client.get("/metrics", headers={"Authorization": "Bearer t"})
+        assert refused.status_code == 401
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain")
+        runs = {
+            (sample.labels["runner"], sample.labels["status"]): sample.value
+            for family in text_string_to_metric_families(answer.text)
+            if family.name == "otai_runs"
+            for sample in family.samples
+            if sample.name == "otai_runs_total"
+        }
+        assert runs == {("quick", "succeeded"): 3.0}
+    finally:
+        await stop(instance, main)
+
+
+async def test_metrics_are_off_unless_asked_for(server: HttpServer) -> None:
+    instance, main = await start(config(server))
+    try:
+        async with httpx.AsyncClient(base_url=instance.url) as client:
+            answer = await client.get("/metrics")
+        assert answer.status_code == 404
+        assert set(answer.json()) == {"error"}
+    finally:
+        await stop(instance, main)
