@@ -25,7 +25,7 @@ from open_ticket_ai.http.messages import (
     fire_response,
     json_response,
 )
-from open_ticket_ai.runtime.events import WebhookUnauthorized
+from open_ticket_ai.runtime.events import WebhookReplayed, WebhookUnauthorized
 
 if TYPE_CHECKING:
     from open_ticket_ai.runtime.control import Control
@@ -109,13 +109,17 @@ class Routes:
     def _checked(
         self, trigger_id: str, request: HttpRequest, response: HttpResponse
     ) -> HttpResponse:
-        """Publish ``webhook.unauthorized`` for a hook's 401."""
+        """Publish ``webhook.unauthorized`` for a hook's 401, ``webhook.replayed`` for its 409
+        of a signature seen before."""
+        body = response.body if isinstance(response.body, dict) else {}
+        reason = str(body.get("error") or "refused")
         if response.status == 401:
-            reason = response.body.get("error") if isinstance(response.body, dict) else None
             self.control.bus.publish(
-                WebhookUnauthorized(
-                    trigger=trigger_id, client=request.client, reason=str(reason or "refused")
-                )
+                WebhookUnauthorized(trigger=trigger_id, client=request.client, reason=reason)
+            )
+        elif response.status == 409 and body.get("replayed") is True:
+            self.control.bus.publish(
+                WebhookReplayed(trigger=trigger_id, client=request.client, reason=reason)
             )
         return response
 
@@ -165,5 +169,6 @@ class Routes:
             body["last_started"] = state.last_started
             body["last_duration_s"] = state.last_duration
             body["next_fire"] = fires.get(id)
+            body["paused"] = state.paused
             runners[id] = body
         return {"pid": os.getpid(), "runners": runners}
