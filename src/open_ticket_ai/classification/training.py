@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from open_ticket_ai import Ticket, TicketSearch, TicketSystem
+from open_ticket_ai import Ticket, TicketNotFoundError, TicketSearch, TicketSystem
 from open_ticket_ai.classification.backends import build_sklearn_pipeline
 from open_ticket_ai.classification.model import (
     ClassAccuracy,
@@ -22,6 +22,9 @@ from open_ticket_ai.classification.model import (
     SavedModel,
     library_versions,
 )
+
+if TYPE_CHECKING:
+    from open_ticket_ai.runtime.ledger import RunRecord
 
 __all__ = [
     "Example",
@@ -232,20 +235,48 @@ async def examples_from_tickets(
     label: str = "queue",
     search: TicketSearch | None = None,
     limit: int | None = None,
+    corrections: Mapping[str, str] | None = None,
 ) -> list[Example]:
     """Examples from tickets a helpdesk already holds, sorted by people: each ticket's
     subject and body, and its ``label`` (see :func:`ticket_label`). Pages through ``search``
-    (default: every ticket) until ``limit`` examples or the last page."""
+    (default: every ticket) until ``limit`` examples or the last page.
+
+    ``corrections`` (ticket id -> label, from the console's review queue: see
+    :func:`corrections_of`) win over the ticket's own field, and a corrected ticket the search
+    did not return is fetched and added."""
     criteria = search or TicketSearch(limit=200)
+    corrected = dict(corrections or {})
     examples: list[Example] = []
     offset = criteria.offset
     while limit is None or len(examples) < limit:
         page = await system.search(criteria.model_copy(update={"offset": offset}))
         for ticket in page:
-            value = ticket_label(ticket, label)
+            value = corrected.pop(ticket.id, None) or ticket_label(ticket, label)
             if value:
                 examples.append((ticket.text, value))
         if len(page) < criteria.limit:
             break
         offset += len(page)
+    for ticket_id, value in corrected.items():
+        if limit is not None and len(examples) >= limit:
+            break
+        try:
+            ticket = await system.get(ticket_id)
+        except TicketNotFoundError:
+            continue  # deleted since it was corrected
+        examples.append((ticket.text, value))
     return examples if limit is None else examples[:limit]
+
+
+def corrections_of(runs: Iterable[RunRecord], system: str, label: str) -> dict[str, str]:
+    """Ticket id -> the label a person set from the console's review queue, for the field
+    ``label`` in the ticket system ``system``; ``runs`` newest first (the newest wins)."""
+    found: dict[str, str] = {}
+    for record in runs:
+        for action in record.actions:
+            if action.system != system or action.ticket_id is None:
+                continue
+            change = action.changes.get(label)
+            if change is not None and action.ticket_id not in found and change[1] is not None:
+                found[action.ticket_id] = str(change[1])
+    return found

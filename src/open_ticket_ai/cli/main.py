@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from open_ticket_ai.cli.console import console
 from open_ticket_ai.cli.demo import demo
 from open_ticket_ai.cli.log_format import configure_logging
 from open_ticket_ai.cli.once import print_run
@@ -190,6 +191,7 @@ cli.add_command(demo)
 cli.add_command(trigger_command)
 cli.add_command(runs)
 cli.add_command(status_command)
+cli.add_command(console)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import click
 from open_ticket_ai.classification.model import Metrics, SavedModel
 from open_ticket_ai.classification.training import (
     Example,
+    corrections_of,
     examples_from_tickets,
     read_examples,
     train,
@@ -59,6 +60,14 @@ __all__ = ["format_confusion", "format_per_class", "train_command"]
     "--limit", type=click.IntRange(min=1), help="Use at most this many tickets from --service."
 )
 @click.option(
+    "--corrections",
+    is_flag=True,
+    help=(
+        "With --service: the labels people set in the console's review queue (recorded in the"
+        " config's run ledger) win over the tickets' own, and corrected tickets are included."
+    ),
+)
+@click.option(
     "--demo", is_flag=True, help="Train on the built-in sample tickets (English and German)."
 )
 @click.option(
@@ -79,6 +88,7 @@ def train_command(
     service_id: str | None,
     config: str | None,
     limit: int | None,
+    corrections: bool,
     demo: bool,
     folds: int,
     seed: int,
@@ -96,8 +106,12 @@ def train_command(
             "give exactly one of DATA, --service or --demo"
             + (f" (got {' and '.join(sources)})" if sources else "")
         )
+    if corrections and service_id is None:
+        raise click.UsageError("--corrections needs --service (the helpdesk they were made in)")
     try:
-        examples, origin = _examples(data, label, text_fields, service_id, config, limit)
+        examples, origin = _examples(
+            data, label, text_fields, service_id, config, limit, corrections
+        )
         labels = sorted({example[1] for example in examples})
         click.echo(f"Read {len(examples)} examples of {len(labels)} labels from {origin}")
         started = time.perf_counter()
@@ -117,14 +131,19 @@ def _examples(
     service_id: str | None,
     config: str | None,
     limit: int | None,
+    corrections: bool = False,
 ) -> tuple[list[Example], str]:
     if data is not None:
         found = read_examples(data, label=label or "label", text_fields=text_fields or None)
         return found, data
     if service_id is not None:
-        return asyncio.run(_from_service(config, service_id, label or "queue", limit)), (
-            f"service {service_id!r}"
+        found, fixed = asyncio.run(
+            _from_service(config, service_id, label or "queue", limit, corrections)
         )
+        origin = f"service {service_id!r}"
+        if corrections:
+            origin += f" ({fixed} labels corrected in the console)"
+        return found, origin
     from open_ticket_ai.demo import sample_tickets
 
     field = label or "queue"
@@ -136,13 +155,16 @@ def _examples(
 
 
 async def _from_service(
-    config: str | None, service_id: str, label: str, limit: int | None
-) -> list[Example]:
+    config: str | None, service_id: str, label: str, limit: int | None, corrections: bool
+) -> tuple[list[Example], int]:
+    """The examples, and how many labels the console's corrections set."""
     from open_ticket_ai.core.config.loader import load_config
     from open_ticket_ai.core.factory import build
     from open_ticket_ai.tickets.system import TicketSystem
 
-    services = build(load_config(config)).services
+    compiled = build(load_config(config))
+    services = compiled.services
+    fixed = _corrections(compiled, service_id, label) if corrections else {}
     system: Any = services.get(service_id)
     if not isinstance(system, TicketSystem):
         systems = sorted(k for k, v in services.items() if isinstance(v, TicketSystem))
@@ -152,9 +174,32 @@ async def _from_service(
         )
     await system.open()
     try:
-        return await examples_from_tickets(system, label=label, limit=limit)
+        found = await examples_from_tickets(system, label=label, limit=limit, corrections=fixed)
     finally:
         await system.close()
+    return found, len(fixed)
+
+
+def _corrections(compiled: Any, service_id: str, label: str) -> dict[str, str]:
+    from open_ticket_ai.runtime.ledger import (
+        CONSOLE_RUNNER,
+        LedgerError,
+        SqliteLedgerStore,
+        ledger_file_of,
+    )
+
+    path = ledger_file_of(compiled)
+    if path is None:
+        raise click.UsageError("--corrections needs the run ledger, and this config has none")
+    try:
+        store = SqliteLedgerStore(path, readonly=True)
+    except LedgerError as exc:
+        raise click.ClickException(f"--corrections: {exc}") from exc
+    try:
+        runs = store.runs(runner=CONSOLE_RUNNER, limit=1_000_000)
+    finally:
+        store.close()
+    return corrections_of(runs, service_id, label)
 
 
 def _report(model: SavedModel, path: Path, seconds: float) -> None:

@@ -39,6 +39,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.errors import ComponentError
+from open_ticket_ai.http.console import Console
 from open_ticket_ai.http.messages import (
     HttpRequest,
     HttpResponse,
@@ -147,13 +148,17 @@ class Listener:
         """The Prometheus metrics, fed from the bus (``orchestrator.http.metrics: true``)."""
         if config.metrics:
             self.metrics = Metrics(control.bus, runner_ids=control.runner_ids)
+        self.console: Console | None = Console(config, control) if config.console else None
+        """The operator's console (``orchestrator.http.console: true``)."""
         self.app = Starlette(
             routes=[
                 Route("/livez", self._livez, methods=_ANY_METHOD),
                 Route("/readyz", self._readyz, methods=_ANY_METHOD),
                 Route("/metrics", self._metrics, methods=_ANY_METHOD),
+                *(self.console.routes() if self.console is not None else ()),
                 Mount("", app=self._legacy),
             ],
+            middleware=self.console.middleware if self.console is not None else None,
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
         )
         self._server: _Server | None = None
@@ -193,12 +198,16 @@ class Listener:
                 self._serving.result()  # raises what stopped it
                 raise ComponentError(f"orchestrator.http: the server on {host} did not start")
             await asyncio.sleep(0.005)
-        self.bus.publish(ListenerStarted(host=host, port=self.port))
+        self.bus.publish(
+            ListenerStarted(host=host, port=self.port, console=self.console is not None)
+        )
 
     async def stop(self) -> None:
         """Stop accepting, close every connection (idle or mid-request) and wait for them."""
         if self.metrics is not None:
             self.metrics.close()
+        if self.console is not None:
+            self.console.close()
         server, serving = self._server, self._serving
         if server is None or serving is None:
             return

@@ -5,12 +5,14 @@ depends on this protocol only, so the runtime never imports the HTTP side."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.triggers.base import FireOutcome, Trigger
 from open_ticket_ai.runtime.events import EventBus, RunEnded
 from open_ticket_ai.runtime.health import RunnerHealth
+from open_ticket_ai.runtime.review import Correction
 
 __all__ = ["Control", "Listener", "ListenerFactory"]
 
@@ -47,6 +49,28 @@ class Control(Protocol):
 
     def health(self) -> dict[str, RunnerHealth]:
         """Each runner's state, by runner id."""
+        ...
+
+    def triggers_of(self, runner_id: str) -> list[str]:
+        """The ids of the triggers a runner listens to."""
+        ...
+
+    def ledger_path(self) -> Path | None:
+        """The run ledger's file (None without a ledger), to open read-only."""
+        ...
+
+    async def correct_decision(
+        self, run_id: str, position: int, label: str, *, user: str
+    ) -> Correction:
+        """Write a corrected label to the helpdesk and record it (raises CorrectionError)."""
+        ...
+
+    def pause(self, runner_id: str, *, by: str = "") -> bool:
+        """Pause a runner (its fires are skipped); False for an unknown runner."""
+        ...
+
+    def resume(self, runner_id: str, *, by: str = "") -> bool:
+        """Resume a paused runner; False for an unknown runner."""
         ...
 
     def readiness(self) -> str | None:

@@ -31,12 +31,17 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = [
+    "CONSOLE_LOGIN",
+    "CONSOLE_LOGIN_FAILED",
+    "DECISION_CORRECTED",
     "HTTP_REQUEST",
     "LOOP_BLOCKED",
     "ORCHESTRATOR_LISTENING",
     "ORCHESTRATOR_READY",
     "ORCHESTRATOR_STOPPED",
     "ORCHESTRATOR_STOPPING",
+    "RUNNER_PAUSED",
+    "RUNNER_RESUMED",
     "RUNNER_SUMMARY",
     "RUN_CANCELLED",
     "RUN_CATCH_UP",
@@ -52,7 +57,11 @@ __all__ = [
     "SUBSCRIBER_FAILED",
     "TRIGGER_FAILED",
     "TRIGGER_REFUSED",
+    "WEBHOOK_REPLAYED",
     "WEBHOOK_UNAUTHORIZED",
+    "ConsoleLogin",
+    "ConsoleLoginFailed",
+    "DecisionCorrected",
     "Event",
     "EventBus",
     "HttpConnectionFailed",
@@ -78,6 +87,8 @@ __all__ = [
     "RunStarted",
     "RunStuck",
     "RunTimeout",
+    "RunnerPaused",
+    "RunnerResumed",
     "RunnerSummary",
     "RunsStubborn",
     "ServiceCloseFailed",
@@ -86,6 +97,7 @@ __all__ = [
     "ThreadsAbandoned",
     "TriggerFailed",
     "TriggerRefused",
+    "WebhookReplayed",
     "WebhookUnauthorized",
     "logger",
     "payload_size",
@@ -115,6 +127,12 @@ ORCHESTRATOR_STOPPING = "orchestrator.stopping"
 ORCHESTRATOR_STOPPED = "orchestrator.stopped"
 RUNNER_SUMMARY = "runner.summary"
 WEBHOOK_UNAUTHORIZED = "webhook.unauthorized"
+WEBHOOK_REPLAYED = "webhook.replayed"
+CONSOLE_LOGIN = "console.login"
+CONSOLE_LOGIN_FAILED = "console.login_failed"
+RUNNER_PAUSED = "runner.paused"
+RUNNER_RESUMED = "runner.resumed"
+DECISION_CORRECTED = "decision.corrected"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
 SUBSCRIBER_FAILED = "bus.subscriber_failed"
@@ -139,6 +157,8 @@ class SkipReason(StrEnum):
     QUEUE_FULL = "queue_full"
     """``overlap: queue_one`` and a fire already waits."""
     STOPPING = "stopping"
+    PAUSED = "paused"
+    """The runner is paused (from the console); it runs again once resumed."""
 
 
 _FACTORY: Any = object()
@@ -400,6 +420,8 @@ class RunSkipped(Event):
         fire = f"{'queued ' if self.queued else ''}fire of {self.trigger or 'start'}"
         if self.reason is SkipReason.STOPPING:
             return f"runner {self.runner!r}: {fire} dropped, the orchestrator is stopping"
+        if self.reason is SkipReason.PAUSED:
+            return f"runner {self.runner!r}: {fire} skipped, the runner is paused"
         return (
             f"runner {self.runner!r}: {fire} skipped, the previous run "
             f"({self.current_trigger or 'start'}) has been running for "
@@ -534,6 +556,108 @@ class WebhookUnauthorized(Event):
         return {"trigger": self.trigger, "client": self.client}
 
 
+@record
+class WebhookReplayed(Event):
+    """A signed webhook request whose signature was accepted before, within the tolerance:
+    refused with 409 (a stale timestamp is a 401, ``webhook.unauthorized``)."""
+
+    name: ClassVar[str] = WEBHOOK_REPLAYED
+    level: ClassVar[int] = logging.WARNING
+    trigger: str
+    client: str
+    reason: str
+
+    def message(self) -> str:
+        return f"webhook {self.trigger!r}: request from {self.client or '?'} refused: {self.reason}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "client": self.client}
+
+
+# -- the console -----------------------------------------------------------------------------
+
+
+@record
+class ConsoleLogin(Event):
+    name: ClassVar[str] = CONSOLE_LOGIN
+    user: str
+    client: str
+
+    def message(self) -> str:
+        return f"console: {self.user!r} logged in from {self.client or '?'}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"user": self.user, "client": self.client}
+
+
+@record
+class ConsoleLoginFailed(Event):
+    """A failed console login (never with the password); ``limited`` when refused because
+    of too many failures."""
+
+    name: ClassVar[str] = CONSOLE_LOGIN_FAILED
+    level: ClassVar[int] = logging.WARNING
+    user: str
+    client: str
+    limited: bool = False
+
+    def message(self) -> str:
+        why = "too many failed logins, wait" if self.limited else "wrong user name or password"
+        return f"console: login as {self.user!r} from {self.client or '?'} refused: {why}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"user": self.user, "client": self.client, "limited": self.limited}
+
+
+@record
+class RunnerPaused(Event):
+    """A runner was paused: its fires are skipped until it is resumed."""
+
+    name: ClassVar[str] = RUNNER_PAUSED
+    runner: str
+    by: str = ""
+
+    def message(self) -> str:
+        return f"runner {self.runner!r} paused" + (f" by {self.by}" if self.by else "")
+
+    def fields(self) -> dict[str, Any]:
+        return {"runner": self.runner, "by": self.by}
+
+
+@record
+class RunnerResumed(Event):
+    name: ClassVar[str] = RUNNER_RESUMED
+    runner: str
+    by: str = ""
+
+    def message(self) -> str:
+        return f"runner {self.runner!r} resumed" + (f" by {self.by}" if self.by else "")
+
+    def fields(self) -> dict[str, Any]:
+        return {"runner": self.runner, "by": self.by}
+
+
+@record
+class DecisionCorrected(Event):
+    """A person confirmed or corrected a classification from the console's review queue."""
+
+    name: ClassVar[str] = DECISION_CORRECTED
+    ticket_id: str
+    model: str
+    label: str
+    previous: str
+    by: str
+
+    def message(self) -> str:
+        return (
+            f"ticket {self.ticket_id}: {self.model} label {self.previous!r} -> {self.label!r} "
+            f"by {self.by}"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"ticket_id": self.ticket_id, "model": self.model, "by": self.by}
+
+
 # -- the process -----------------------------------------------------------------------------
 
 
@@ -622,12 +746,18 @@ class ListenerStarted(Event):
     name: ClassVar[str] = ORCHESTRATOR_LISTENING
     host: str
     port: int
+    console: bool = False
 
     def message(self) -> str:
-        return f"listening on http://{self.host}:{self.port}"
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        line = f"listening on http://{shown}:{self.port}"
+        return f"{line}; console: http://{shown}:{self.port}/" if self.console else line
 
     def fields(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port}
+        body: dict[str, Any] = {"host": self.host, "port": self.port}
+        if self.console:
+            body["console"] = f"http://{self.host}:{self.port}/"
+        return body
 
 
 @record

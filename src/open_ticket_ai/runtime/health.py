@@ -30,6 +30,8 @@ class RunnerHealth:
     last_outcome: RunOutcome | None = None
     last_started: float | None = None
     last_duration: float | None = None
+    paused: bool = False
+    """Paused from the console: fires are skipped until it is resumed."""
 
     def as_json(self, now: float) -> dict[str, Any]:
         running_for = now - self.running_since if self.running_since is not None else 0.0

@@ -50,11 +50,13 @@ from open_ticket_ai.errors import ComponentError, OpenTicketAIError
 from open_ticket_ai.runtime.events import RunEnded, RunOutcome
 
 __all__ = [
+    "CONSOLE_RUNNER",
     "DEFAULT_LEDGER_PATH",
     "DEFAULT_MAX_RUNS",
     "DEFAULT_RETENTION",
     "MAX_PENDING",
     "SCHEMA_VERSION",
+    "DecisionEntry",
     "Ledger",
     "LedgerError",
     "LedgerStore",
@@ -136,6 +138,25 @@ class TicketEntry:
     decision: Decision | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionEntry:
+    """One classification of a run, with where to find it again (``run_id`` and
+    ``position`` among the run's decisions) and whether a person has confirmed or corrected
+    the ticket's label since (a later decision of the same model on the same ticket, made in
+    the console)."""
+
+    run_id: str
+    runner: str
+    at: float
+    position: int
+    decision: Decision
+    corrected: bool = False
+
+
+CONSOLE_RUNNER = "console"
+"""The runner name under which the console records the corrections people make."""
+
+
 # -- the store protocol -------------------------------------------------------------------
 
 
@@ -178,6 +199,13 @@ class LedgerStore(Protocol):
 
     def counts(self, *, since: float) -> dict[str, dict[RunOutcome, int]]:
         """Per runner, how many runs started at or after ``since`` ended how."""
+        ...
+
+    def decisions(
+        self, *, below_threshold: bool | None = None, limit: int = 100
+    ) -> list[DecisionEntry]:
+        """The newest ``limit`` decisions of the runs (not the console's own), newest
+        recorded first; with ``below_threshold``, only those that fell below (or not)."""
         ...
 
     def last_runs(self) -> dict[str, RunRecord]:
@@ -264,6 +292,8 @@ _SCHEMA = (
         PRIMARY KEY (run, position)
     ) WITHOUT ROWID""",
     """CREATE INDEX IF NOT EXISTS decisions_ticket ON decisions (ticket_id)""",
+    # The review queue: the newest decisions below their threshold, without reading all.
+    """CREATE INDEX IF NOT EXISTS decisions_review ON decisions (below_threshold, run)""",
 )
 
 _RUN_COLUMNS = (
@@ -506,6 +536,32 @@ class SqliteLedgerStore:
         for runner, outcome, count in rows:
             found.setdefault(runner, {})[RunOutcome(outcome)] = count
         return found
+
+    def decisions(
+        self, *, below_threshold: bool | None = None, limit: int = 100
+    ) -> list[DecisionEntry]:
+        if limit <= 0:
+            return []
+        where = "r.runner != ?"
+        args: list[Any] = [CONSOLE_RUNNER]
+        if below_threshold is not None:
+            where += " AND d.below_threshold = ?"
+            args.append(int(below_threshold))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.run_id, r.runner, r.ended, d.position, "
+                f"{_prefixed('d', _DECISION_COLUMNS)}, "
+                "EXISTS (SELECT 1 FROM decisions c JOIN runs cr ON cr.seq = c.run "
+                "WHERE cr.runner = ? AND c.ticket_id = d.ticket_id AND c.model = d.model "
+                "AND cr.seq > r.seq) "
+                f"FROM decisions d JOIN runs r ON r.seq = d.run WHERE {where} "
+                "ORDER BY d.run DESC, d.position DESC LIMIT ?",
+                (CONSOLE_RUNNER, *args, limit),
+            ).fetchall()
+        return [
+            DecisionEntry(row[0], row[1], row[2], row[3], _decision(row[4:12]), bool(row[12]))
+            for row in rows
+        ]
 
     def last_runs(self) -> dict[str, RunRecord]:
         with self._lock:

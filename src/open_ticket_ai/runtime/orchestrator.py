@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
@@ -25,6 +26,7 @@ from open_ticket_ai.core.triggers.base import (
 from open_ticket_ai.errors import ComponentError
 from open_ticket_ai.runtime.control import Listener, ListenerFactory
 from open_ticket_ai.runtime.events import (
+    DecisionCorrected,
     EventBus,
     LedgerFailed,
     LogSubscriber,
@@ -35,6 +37,8 @@ from open_ticket_ai.runtime.events import (
     RunEnded,
     RunFailed,
     RunFinished,
+    RunnerPaused,
+    RunnerResumed,
     RunOutcome,
     RunQueued,
     RunSkipped,
@@ -45,7 +49,14 @@ from open_ticket_ai.runtime.events import (
     TriggerRefused,
 )
 from open_ticket_ai.runtime.health import RunnerHealth
-from open_ticket_ai.runtime.ledger import next_run_numbers, open_ledger
+from open_ticket_ai.runtime.ledger import (
+    CONSOLE_RUNNER,
+    RunRecord,
+    SqliteLedgerStore,
+    next_run_numbers,
+    open_ledger,
+)
+from open_ticket_ai.runtime.review import Correction, CorrectionError, correct
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Scheduler
 from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
@@ -103,6 +114,8 @@ class Orchestrator:
         self.ledger = open_ledger(compiled, self._ledger_failed)
         """The run ledger's writer (None with ``ledger: false``)."""
         numbers = next_run_numbers(self.ledger.store) if self.ledger is not None else {}
+        self._console_runs = numbers.get(CONSOLE_RUNNER, 1) - 1
+        """The number of the last correction recorded (runs ``console-N``)."""
         slots = (
             asyncio.Semaphore(settings.max_concurrent_runs)
             if settings.max_concurrent_runs is not None
@@ -122,6 +135,9 @@ class Orchestrator:
             )
             for spec in compiled.runners
         }
+        if self.state is not None:
+            for runner_id in self.state.paused() & self.runners.keys():
+                self.runners[runner_id].paused = True
         if self.ledger is not None:
             self.bus.subscribe(self._record, RunEnded, name="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -297,6 +313,11 @@ class Orchestrator:
             return FireOutcome(
                 runner.id, FireStatus.STOPPING, reason="the orchestrator is stopping"
             )
+        if runner.paused:
+            runner.fire(ref)  # published as run.skipped (reason: paused)
+            return FireOutcome(
+                runner.id, FireStatus.PAUSED, reason=f"runner {runner.id!r} is paused"
+            )
         if runner.running and not runner.can_queue:
             return FireOutcome(
                 runner.id,
@@ -334,6 +355,68 @@ class Orchestrator:
     def health(self) -> dict[str, RunnerHealth]:
         now = time.time()
         return {id: runner.health(now) for id, runner in self.runners.items()}
+
+    def triggers_of(self, runner_id: str) -> list[str]:
+        runner = self.runners.get(runner_id)
+        return list(runner.spec.triggers) if runner is not None else []
+
+    def ledger_path(self) -> Path | None:
+        """The ledger file (None with ``ledger: false``), for readers such as the console,
+        which open it read-only."""
+        path = getattr(self.ledger.store, "path", None) if self.ledger is not None else None
+        return Path(path) if path is not None else None
+
+    async def correct_decision(
+        self, run_id: str, position: int, label: str, *, user: str
+    ) -> Correction:
+        """Set the ticket of a recorded decision to ``label`` in its helpdesk and record the
+        correction in the ledger (see :mod:`open_ticket_ai.runtime.review`)."""
+        path = self.ledger_path()
+        if self.ledger is None or path is None:
+            raise CorrectionError("the run ledger is off (ledger: false): nothing to correct")
+        record = await asyncio.to_thread(_read_run, path, run_id)
+        self._console_runs += 1
+        done = await correct(
+            record,
+            self.compiled.services,
+            run_id=run_id,
+            position=position,
+            label=label,
+            user=user,
+            run_number=self._console_runs,
+        )
+        self.ledger.submit(done.record)
+        self.bus.publish(
+            DecisionCorrected(
+                ticket_id=done.ticket_id,
+                model=done.decision.model,
+                label=label.strip(),
+                previous=str(done.decision.used),
+                by=user,
+            )
+        )
+        return done
+
+    def pause(self, runner_id: str, *, by: str = "") -> bool:
+        """Pause a runner: its fires are skipped until :meth:`resume` (kept in the state
+        file, so across restarts, when there is one). False for an unknown runner."""
+        return self._set_paused(runner_id, True, by)
+
+    def resume(self, runner_id: str, *, by: str = "") -> bool:
+        """Resume a paused runner; False for an unknown runner."""
+        return self._set_paused(runner_id, False, by)
+
+    def _set_paused(self, runner_id: str, paused: bool, by: str) -> bool:
+        runner = self.runners.get(runner_id)
+        if runner is None:
+            return False
+        if runner.paused != paused:
+            runner.paused = paused
+            if self.state is not None:
+                self.state.set_paused(runner_id, paused, by=by, at=self.wall_clock())
+            event = RunnerPaused if paused else RunnerResumed
+            self.bus.publish(event(runner=runner_id, by=by))
+        return True
 
     def readiness(self) -> str | None:
         """None while runs are fired (services open, triggers armed); else ``starting`` or
@@ -492,3 +575,11 @@ class Orchestrator:
         for runner in self.runners.values():
             self.bus.publish(runner.stats.summary(runner.id))
         self.bus.publish(OrchestratorStopped())
+
+
+def _read_run(path: Path, run_id: str) -> RunRecord | None:
+    store = SqliteLedgerStore(path, readonly=True)
+    try:
+        return store.run(run_id)
+    finally:
+        store.close()

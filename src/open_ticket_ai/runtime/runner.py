@@ -97,6 +97,9 @@ class PipeRunner:
         self._task_name = f"otai-run:{self.id}"
         self.accepting = True
         """False once shutdown began: a fire still waiting for a slot then does not run."""
+        self.paused = False
+        """True while paused (from the console): every fire is skipped (``run.skipped``,
+        reason ``paused``); a run already running goes on."""
         self._started_at = 0.0
         self._current: _Run | None = None
         """The current (or last) run's start, as its end event will tell it."""
@@ -144,6 +147,7 @@ class PipeRunner:
             last_outcome=stats.last_outcome,
             last_started=stats.last_started,
             last_duration=stats.last_duration,
+            paused=self.paused,
         )
 
     def fire(
@@ -152,6 +156,9 @@ class PipeRunner:
         """Start an execution now; or, if one is still running, queue this fire (``overlap:
         queue_one``, one at most) or skip it. ``scheduled`` is the POSIX time the fire was
         due (time triggers). Returns the new run's task, if one started."""
+        if self.paused:
+            self.bus.publish(RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.PAUSED))
+            return None
         if self._task is not None:
             if self._queue_one and self._queued is _NOTHING:
                 self._queued = (trigger, scheduled)

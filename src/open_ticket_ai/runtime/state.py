@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS fires (
     finished_at REAL,
     PRIMARY KEY (runner, trigger)
 );
+CREATE TABLE IF NOT EXISTS paused (
+    runner TEXT PRIMARY KEY,
+    by TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 
@@ -104,6 +109,18 @@ class StateStore:
 
     def last_fire(self, runner: str, trigger: str) -> FireRecord | None:
         return self._fires.get((runner, trigger))
+
+    def paused(self) -> set[str]:
+        """The runners paused (from the console), which stay paused across restarts."""
+        return {row[0] for row in self._db.execute("SELECT runner FROM paused")}
+
+    def set_paused(self, runner: str, paused: bool, *, by: str, at: float) -> None:
+        """Pause or resume ``runner`` for good: written at once, not batched."""
+        with self._db:
+            if paused:
+                self._db.execute("INSERT OR REPLACE INTO paused VALUES (?, ?, ?)", (runner, by, at))
+            else:
+                self._db.execute("DELETE FROM paused WHERE runner = ?", (runner,))
 
     def records(self) -> list[FireRecord]:
         """Every runner's last fire per trigger."""

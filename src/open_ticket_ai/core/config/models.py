@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from open_ticket_ai.core.durations import Duration
 
@@ -113,6 +113,15 @@ class RunnerDefinition(_ConfigModel):
         return value
 
 
+class ConsoleUser(_ConfigModel):
+    """One person who may log in to the console: an argon2 hash of the password (``otai
+    console add-user NAME`` makes one) and a role: ``viewer`` reads, ``admin`` also fires,
+    pauses and corrects."""
+
+    password_hash: str = Field(min_length=1)
+    role: Literal["viewer", "admin"] = "viewer"
+
+
 class HttpListenerConfig(_ConfigModel):
     """The built-in HTTP listener for webhook triggers and ``otai trigger``."""
 
@@ -126,6 +135,22 @@ class HttpListenerConfig(_ConfigModel):
     """Connections open at once; beyond, requests get 503 until one closes."""
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus); it needs the token when one is set."""
+    console: bool = False
+    """Serve the operator's console at ``/`` (it needs ``console_users``)."""
+    console_users: dict[str, ConsoleUser] = Field(default_factory=dict)
+    console_secret: str | None = None
+    """Signs the console's session cookies (may be ``"{{ env.NAME }}"``); without one, a
+    random key is drawn at start and sessions end when the service restarts."""
+    secure_cookies: bool = False
+    """Send the session cookie only over HTTPS: set it when a TLS proxy is in front."""
+
+    @model_validator(mode="after")
+    def _console_needs_users(self) -> HttpListenerConfig:
+        if self.console and not self.console_users:
+            raise ValueError(
+                "console: true needs console_users (add one with `otai console add-user NAME`)"
+            )
+        return self
 
 
 class LedgerConfig(_ConfigModel):

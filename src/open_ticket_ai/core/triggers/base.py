@@ -65,6 +65,8 @@ class FireStatus(StrEnum):
     QUEUED = "queued"
     """Kept to run when the runner's current run ends (``overlap: queue_one``)."""
     BUSY = "busy"
+    PAUSED = "paused"
+    """The runner is paused (from the console) until it is resumed."""
     STOPPING = "stopping"
     NO_SUCH_RUNNER = "no_such_runner"
 
