@@ -137,3 +137,35 @@ async def test_metrics_are_off_unless_asked_for(server: HttpServer) -> None:
         assert set(answer.json()) == {"error"}
     finally:
         await stop(instance, main)
+
+
+async def test_a_head_trickled_byte_by_byte_is_cut_off_at_its_deadline(
+    server: HttpServer,
+) -> None:
+    instance, main = await start(config(server, "{port: 0, token: t, head_timeout: 0.5}"))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", instance.listener.port)
+        started = asyncio.get_running_loop().time()
+        writer.write(b"GET /health HTTP/1.1\r\n")
+        closed = False
+        for _ in range(40):  # a header byte every 0.05 s: never idle, never done
+            try:
+                writer.write(b"X")
+                await writer.drain()
+            except ConnectionError:
+                closed = True
+                break
+            try:
+                if await asyncio.wait_for(reader.read(1), 0.05) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+        elapsed = asyncio.get_running_loop().time() - started
+        writer.close()
+        assert closed, "the trickling client was never cut off"
+        assert elapsed < 1.5
+        async with httpx.AsyncClient(base_url=instance.url) as client:  # others are served
+            assert (await client.get("/health")).status_code == 200
+    finally:
+        await stop(instance, main)

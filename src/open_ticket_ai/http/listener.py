@@ -57,6 +57,9 @@ __all__ = ["Listener", "start_listener"]
 
 MAX_HEAD_BYTES = 16_384
 """The largest request head (request line and headers) accepted."""
+HEAD_TIMEOUT = 10.0
+"""Seconds a client has to send a whole request head once it started one: a client that
+trickles its head byte by byte (slowloris) is cut off then, however active it looks."""
 
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 """Methods the routes accept, to answer a wrong one with the project's JSON 405."""
@@ -91,34 +94,88 @@ def _bad_request(transport: asyncio.Transport, message: str) -> None:
     transport.close()
 
 
-class _H11(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY and the project's JSON 400. h11 refuses what
-    breaks HTTP/1.1 (two ``Content-Length``\\s, a head it cannot parse)."""
+class _HeadDeadline:
+    """Mixed into uvicorn's protocols: a request head must be complete within
+    :data:`HEAD_TIMEOUT` of its first byte, else the connection is closed."""
+
+    transport: asyncio.Transport
+    cycle: Any
+    head_timeout: float = HEAD_TIMEOUT
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def _in_head(self) -> bool:
+        """Between two requests, or inside a head: no request is being answered."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_deadline is None and self._in_head():
+            loop = asyncio.get_running_loop()
+            self._head_deadline = loop.call_later(self.head_timeout, self._head_expired)
+
+    def _head_done(self) -> None:
+        if self._head_deadline is not None and not self._in_head():
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_expired(self) -> None:
+        self._head_deadline = None
+        if self._in_head() and not self.transport.is_closing():
+            self.transport.close()
+
+    def _drop_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+
+class _H11(_HeadDeadline, H11Protocol):
+    """uvicorn's h11 protocol with TCP_NODELAY, the head deadline and the project's JSON
+    400. h11 refuses what breaks HTTP/1.1 (two ``Content-Length``\\s, a head it cannot
+    parse)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         _no_delay(transport)
         super().connection_made(transport)  # type: ignore[arg-type]
 
+    def data_received(self, data: bytes) -> None:
+        self._arm_head_deadline()
+        super().data_received(data)
+        self._head_done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._drop_head_deadline()
+        super().connection_lost(exc)
+
     def send_400_response(self, msg: str) -> None:
         _bad_request(self.transport, msg)
 
 
-def _protocol() -> type[asyncio.Protocol]:
+def _protocol(head_timeout: float = HEAD_TIMEOUT) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol (the faster parser) where httptools is installed, else
-    its h11 one; both with TCP_NODELAY and the project's JSON 400."""
+    its h11 one; both with TCP_NODELAY, the head deadline and the project's JSON 400."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:
-        return _H11
+        return type("_H11", (_H11,), {"head_timeout": head_timeout})
 
-    class _HttpTools(HttpToolsProtocol):
+    class _HttpTools(_HeadDeadline, HttpToolsProtocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             _no_delay(transport)
             super().connection_made(transport)  # type: ignore[arg-type]
 
+        def data_received(self, data: bytes) -> None:
+            self._arm_head_deadline()
+            super().data_received(data)
+            self._head_done()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._drop_head_deadline()
+            super().connection_lost(exc)
+
         def send_400_response(self, msg: str) -> None:
             _bad_request(self.transport, msg)
 
+    _HttpTools.head_timeout = head_timeout
     return _HttpTools
 
 
@@ -178,7 +235,7 @@ class Listener:
         config = uvicorn.Config(
             self._strict,
             interface="asgi3",
-            http=_protocol(),
+            http=_protocol(self.config.head_timeout),
             lifespan="off",
             log_config=None,
             access_log=False,

@@ -133,6 +133,8 @@ class HttpListenerConfig(_ConfigModel):
     max_body_bytes: int = Field(1_048_576, ge=1)
     max_connections: int = Field(1000, ge=1)
     """Connections open at once; beyond, requests get 503 until one closes."""
+    head_timeout: Duration = Field(10.0, gt=0)
+    """Seconds a client has to send a whole request head once it began one (slowloris)."""
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus); it needs the token when one is set."""
     console: bool = False
