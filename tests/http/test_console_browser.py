@@ -244,6 +244,7 @@ async def test_pause_and_resume_with_the_buttons(
     await expect(row.locator(".state")).to_have_text("idle")
     await expect(row.get_by_role("button", name="Pause quick")).to_be_visible()
     assert not runner.paused
+    assert js_errors == []
 
 
 async def test_a_pause_from_elsewhere_shows_live(
@@ -258,14 +259,14 @@ async def test_a_pause_from_elsewhere_shows_live(
     await expect(row.locator(".state")).to_have_text("paused")
     assert console.orchestrator.resume("quick", by="someone-else")
     await expect(row.locator(".state")).to_have_text("idle")
+    assert js_errors == []
 
 
-async def test_a_low_confidence_ticket_is_corrected_on_the_review_page(
-    console: Console, page: Page
-) -> None:
+async def correct_on_the_review_page(console: Console, page: Page, label: str) -> None:
+    """Log in, open Review from the navigation, pick ``label`` (one of the model's top
+    labels) or type it (any other) and press Set."""
     from playwright.async_api import expect
 
-    assert await queue_of(console) == "Review"
     await log_in(page, console.url)
     await (
         page.get_by_role("navigation", name="Console pages")
@@ -276,40 +277,63 @@ async def test_a_low_confidence_ticket_is_corrected_on_the_review_page(
     ticket = console.ticket_id
     choice = page.get_by_label(f"Label for ticket {ticket}", exact=True)
     await expect(choice).to_have_value("Billing")
-    await choice.select_option("IT Support")
+    if label in ("Billing", "IT Support"):
+        await choice.select_option(label)
+    else:
+        await page.get_by_label("or another label").fill(label)
     await page.get_by_role("button", name=f"Set the label of ticket {ticket}").click()
+
+
+async def test_a_low_confidence_ticket_is_corrected_on_the_review_page(
+    console: Console, page: Page, js_errors: list[str]
+) -> None:
+    from playwright.async_api import expect
+
+    assert await queue_of(console) == "Review"
+    await correct_on_the_review_page(console, page, "IT Support")
     await expect(page.get_by_role("status")).to_have_text(
-        f"ticket {ticket}: queue set to IT Support"
+        f"ticket {console.ticket_id}: queue set to IT Support"
     )
-    await expect(page.get_by_role("cell", name="Nothing waits for review.")).to_be_visible()
     assert await queue_of(console) == "IT Support"
+    await reload_until(page, lambda p: p.locator("#review tbody"), "Nothing waits for review.")
     await (
         page.get_by_role("navigation", name="Console pages")
         .get_by_role("link", name="Tickets")
         .click()
     )
     await expect(page.get_by_role("row").filter(has_text="console-1")).to_contain_text("IT Support")
+    assert js_errors == []
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="console bug: the review page's ?done= message is put into the redirect unencoded,"
-    " so a label with '&', '#' or '+' is cut short or changed in the confirmation",
+    reason="console bug: the review page the correction redirects to is read before the ledger"
+    " has written the correction (batched, flush_delay 0.2 s), so it still lists the ticket"
+    " as waiting, and pressing Set there again records a second correction",
 )
-async def test_a_free_text_label_is_confirmed_as_typed(
-    console: Console, page: Page, js_errors: list[str]
-) -> None:
+async def test_right_after_a_correction_nothing_waits(console: Console, page: Page) -> None:
     from playwright.async_api import expect
 
-    await log_in(page, console.url)
-    await page.goto(f"{console.url}/review")
-    ticket = console.ticket_id
-    await page.get_by_label("or another label").fill("R&D #2+")
-    await page.get_by_role("button", name=f"Set the label of ticket {ticket}").click()
-    await expect(page.get_by_role("cell", name="Nothing waits for review.")).to_be_visible()
+    await correct_on_the_review_page(console, page, "IT Support")
+    await expect(page.get_by_role("status")).to_be_visible()
+    await expect(page.locator("#review tbody")).to_have_text(
+        "Nothing waits for review.", timeout=1_000
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="console bug: the correction's confirmation is put into the redirect's ?done= query"
+    " unencoded, so a label with '&', '#' or '+' is cut short or changed in it",
+)
+async def test_a_typed_label_is_confirmed_as_typed(console: Console, page: Page) -> None:
+    from playwright.async_api import expect
+
+    await correct_on_the_review_page(console, page, "R&D #2+")
+    await expect(page.get_by_role("status")).to_be_visible()
     assert await queue_of(console) == "R&D #2+"
     await expect(page.get_by_role("status")).to_have_text(
-        f"ticket {ticket}: queue set to R&D #2+", timeout=1_000
+        f"ticket {console.ticket_id}: queue set to R&D #2+", timeout=1_000
     )
 
 
@@ -327,6 +351,7 @@ async def test_logging_out_ends_the_session(
     await expect(page).to_have_url(f"{console.url}/login?next=/tickets")
     events = await page.request.get(f"{console.url}/console/events")
     assert events.status == 401
+    assert js_errors == []
 
 
 # -- every page ------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ class Control(Protocol):
         """The ids of the triggers a runner listens to."""
         ...
 
+    def ticket_url(self, system_id: str, ticket_id: str) -> str | None:
+        """Where the ticket opens in its helpdesk's web interface, when the adapter knows."""
+        ...
+
     def ledger_path(self) -> Path | None:
         """The run ledger's file (None without a ledger), to open read-only."""
         ...

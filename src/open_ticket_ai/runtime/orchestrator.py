@@ -63,6 +63,7 @@ from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
 from open_ticket_ai.runtime.state import StateStore
 from open_ticket_ai.runtime.stats import COUNTED
 from open_ticket_ai.runtime.watchdog import LoopWatchdog
+from open_ticket_ai.tickets.system import TicketSystem
 
 __all__ = ["Orchestrator"]
 
@@ -359,6 +360,10 @@ class Orchestrator:
     def triggers_of(self, runner_id: str) -> list[str]:
         runner = self.runners.get(runner_id)
         return list(runner.spec.triggers) if runner is not None else []
+
+    def ticket_url(self, system_id: str, ticket_id: str) -> str | None:
+        system = self.compiled.services.get(system_id)
+        return system.ticket_url(ticket_id) if isinstance(system, TicketSystem) else None
 
     def ledger_path(self) -> Path | None:
         """The ledger file (None with ``ledger: false``), for readers such as the console,

@@ -45,6 +45,11 @@ class TicketSystem(Service[ParamsT]):
     async def notes(self, ticket_id: str) -> list[Note]:
         """The ticket's internal notes, oldest first."""
 
+    def ticket_url(self, ticket_id: str) -> str | None:
+        """Where a person opens the ticket in the helpdesk's own web interface (the console
+        links to it), or None when the adapter does not know."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What the adapter talks to, for logs (never credentials)."""
         return {"id": self.id, "kind": type(self).__name__}

@@ -307,7 +307,18 @@ class Console:
             return refused
         entries = (await self._read(lambda s: s.decisions(limit=100))) or []
         done = (await self._read(lambda s: _actions_of(s, [e.run_id for e in entries]))) or {}
-        return self._page(request, "tickets.html", entries=entries, done=done)
+        links: dict[str, str] = {}
+        for entry in entries:
+            ticket = entry.decision.ticket_id
+            if ticket is None or ticket in links:
+                continue
+            for action in done.get(entry.run_id, ()):
+                if action.ticket_id == ticket and action.system:
+                    url = self.control.ticket_url(action.system, ticket)
+                    if url:
+                        links[ticket] = url
+                    break
+        return self._page(request, "tickets.html", entries=entries, done=done, links=links)
 
     async def review_page(self, request: Request) -> Response:
         if (refused := self._login_first(request)) is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -359,6 +360,9 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
             )
             for t in comments
         ]
+
+    def ticket_url(self, ticket_id: str) -> str | None:
+        return f"{self.params.url.rstrip('/')}/Ticket/Display.html?id={quote(ticket_id)}"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "url": self.params.url}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -301,6 +302,9 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
     async def notes(self, ticket_id: str) -> list[Note]:
         articles = await self._articles(_checked(self._label, ticket_id))
         return [_note(article) for article in articles if article.get("internal")]
+
+    def ticket_url(self, ticket_id: str) -> str | None:
+        return f"{self._base.removesuffix('/api/v1')}/#ticket/zoom/{quote(ticket_id)}"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "url": self._base}

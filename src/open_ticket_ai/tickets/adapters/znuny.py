@@ -332,6 +332,10 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
             if str(article.get("IsVisibleForCustomer")) == "0"
         ]
 
+    def ticket_url(self, ticket_id: str) -> str | None:
+        base, _, _ = self.params.url.partition("/nph-genericinterface.pl")
+        return f"{base}/index.pl?Action=AgentTicketZoom;TicketID={quote(ticket_id)}"
+
     def describe(self) -> dict[str, Any]:
         params = self.params
         return {**super().describe(), "url": params.url, "user": params.username}
