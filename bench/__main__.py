@@ -12,7 +12,7 @@ from typing import Any
 from bench.common import run_child
 
 CONTENDERS = ("floor", "ours", "apscheduler")
-PRECISION_CONTENDERS = ("floor", "ours", "ours+ledger", "apscheduler")
+PRECISION_CONTENDERS = ("floor", "ours", "ours+ledger", "ours+console", "apscheduler")
 
 
 def _ratio(value: float, base: float) -> str:
@@ -24,6 +24,8 @@ def precision(seconds: float) -> None:
     print(f"   {seconds:g} s measured after 2 s warm-up; lateness against each runner's grid")
     print("   ours+ledger: ours with the run ledger on (SQLite in a temporary directory);")
     print("   its CPU includes the ledger's writer thread")
+    print("   ours+console: ours with the listener and the console on, and a logged-in page's")
+    print("   live stream open in another process")
     for runners in (1_000, 10_000):
         results = {
             c: run_child("precision", c, str(runners), str(seconds)) for c in PRECISION_CONTENDERS
@@ -41,7 +43,7 @@ def precision(seconds: float) -> None:
                 f"{_ratio(r['cpu_us_per_fire'], floor['cpu_us_per_fire']):>12}"
             )
         margin = 2.0 if runners == 1_000 else 5.0
-        for name in ("ours", "ours+ledger"):
+        for name in ("ours", "ours+ledger", "ours+console"):
             r = results[name]
             p99_ok = r["p99_ms"] <= floor["p99_ms"] + margin
             cpu_ok = r["cpu_us_per_fire"] <= 2 * floor["cpu_us_per_fire"]
@@ -51,6 +53,10 @@ def precision(seconds: float) -> None:
                 f"CPU <= 2x floor: {'met' if cpu_ok else 'MISSED'}"
             )
         _ledger_note(results["ours+ledger"], runners)
+        print(
+            f"   ours+console: the console's live stream was open in another process and got "
+            f"{results['ours+console']['live_events']:,} run events"
+        )
     shared_trigger(seconds)
 
 

@@ -128,6 +128,84 @@ async def ours_ledger(runners: int, seconds: float) -> dict[str, Any]:
         return await ours(runners, seconds, Path(directory) / "ledger.sqlite")
 
 
+CONSOLE_USER = "bench"
+CONSOLE_PASSWORD = "bench-console-password"
+
+
+async def ours_console(runners: int, seconds: float) -> dict[str, Any]:
+    """``ours`` with the HTTP listener and the console on, and a logged-in page's live
+    stream open in another process the whole time (every run's end reaches it)."""
+    import signal
+    import subprocess
+
+    from open_ticket_ai import parse_config
+    from open_ticket_ai.http.console.auth import hash_password
+    from open_ticket_ai.http.listener import start_listener
+    from open_ticket_ai.runtime.startup import prepare
+
+    users = f"{{{CONSOLE_USER}: {{password_hash: '{hash_password(CONSOLE_PASSWORD)}'}}}}"
+    http = f"  http: {{port: 0, console: true, console_users: {users}}}"
+    text = (
+        "orchestrator:\n"
+        + http
+        + "\n"
+        + "".join(f"  {line}\n" for line in _config(runners).splitlines())
+    )
+    orchestrator = prepare(lambda: parse_config(text, "bench.yml"))
+    orchestrator._listener_factory = start_listener
+    LatenessPipe.interval = INTERVAL
+    main = asyncio.ensure_future(orchestrator.run())
+    for _ in range(3000):
+        if orchestrator._listener is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert orchestrator._listener is not None, "the listener did not start"
+    LatenessPipe.anchor = orchestrator.started_at
+    url = f"http://127.0.0.1:{orchestrator._listener.port}"
+    page = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.precision", "console-page", url, stdout=subprocess.PIPE
+    )
+    try:
+        report = await _measure(LatenessPipe.samples, seconds)
+    finally:
+        page.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(page.communicate(), 30)
+        orchestrator.request_stop()
+        await main
+    report["live_events"] = int(out.decode().strip() or 0)
+    return report
+
+
+def console_page(url: str) -> None:
+    """A logged-in console page: reads its live stream until SIGTERM, then prints how many
+    run events arrived."""
+    import re
+    import signal
+
+    import httpx
+
+    seen = 0
+
+    def stop(*_: object) -> None:
+        print(seen, flush=True)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    with httpx.Client(base_url=url, timeout=None) as client:
+        form = client.get("/login").text
+        match = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert match, "no login form"
+        done = client.post(
+            "/login",
+            data={"user": CONSOLE_USER, "password": CONSOLE_PASSWORD, "csrf": match.group(1)},
+        )
+        assert done.status_code == 303, done.text
+        with client.stream("GET", "/console/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    seen += 1
+
+
 def _shared_config(runners: int, spread: bool) -> str:
     from open_ticket_ai.core.triggers.timing import spread_phase
 
@@ -210,6 +288,7 @@ CONTENDERS = {
     "floor": floor,
     "ours": ours,
     "ours+ledger": ours_ledger,
+    "ours+console": ours_console,
     "apscheduler": apscheduler,
     "shared": shared,
     "shared_spread": shared_spread,
@@ -221,6 +300,9 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    if sys.argv[1] == "console-page":
+        console_page(sys.argv[2])
+        return
     name, runners, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     result = asyncio.run(CONTENDERS[name](runners, seconds))
     print(json.dumps(result))
