@@ -391,6 +391,9 @@ class Orchestrator:
             run_number=self._console_runs,
         )
         self.ledger.submit(done.record)
+        # Written before the person's next page is read: the review queue must not offer
+        # the decision again (a correction is rare; the runs' records stay batched).
+        await asyncio.to_thread(self.ledger.flush)
         self.bus.publish(
             DecisionCorrected(
                 ticket_id=done.ticket_id,

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.middleware import Middleware
@@ -376,7 +377,7 @@ class Console:
         except CorrectionError as exc:
             return self._page(request, "message.html", 409, title="Not corrected", text=str(exc))
         text = f"ticket {done.ticket_id}: {done.field} set to {label}"
-        return RedirectResponse(f"/review?done={text}", status_code=303)
+        return RedirectResponse(f"/review?{urlencode({'done': text})}", status_code=303)
 
     # -- live -----------------------------------------------------------------------------
 

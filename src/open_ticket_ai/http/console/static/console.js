@@ -41,9 +41,21 @@
     return function (event) {
       var data = JSON.parse(event.data);
       var tr = row(data.runner);
-      var state = tr && tr.querySelector(".state");
+      if (!tr) { return; }
+      var state = tr.querySelector(".state");
       if (state) {
         state.innerHTML = on ? '<span class="badge paused">paused</span>' : '<span class="badge idle">idle</span>';
+      }
+      // The pause button becomes resume (and back), as a reload would show it.
+      var form = tr.querySelector('form[action$="/pause"], form[action$="/resume"]');
+      if (form) {
+        var verb = on ? "resume" : "pause";
+        form.action = form.action.replace(/\/(pause|resume)$/, "/" + verb);
+        var button = form.querySelector("button");
+        if (button) {
+          button.textContent = on ? "Resume" : "Pause";
+          button.setAttribute("aria-label", (on ? "Resume " : "Pause ") + data.runner);
+        }
       }
     };
   }
