@@ -251,7 +251,43 @@ def test_actions_and_decisions_of_ended_runs_are_counted_without_ticket_data() -
     label_values = {v for (_, labels) in found for _, v in labels}
     for secret in (TICKET, "T-4712", "T-9000", NOTE, URL, "alice", "Billing", "Review", "n-1"):
         assert not any(secret in v for v in label_values), secret
-    assert "helpdesk_requests" not in metrics.render().decode()  # no event for those calls
+
+
+async def test_helpdesk_requests_are_counted_from_a_real_adapter_call() -> None:
+    # A real HTTP server on loopback answers a Zammad adapter: one 200, then one 500 that is
+    # retried into a 200, then a refused connection counted as status 0.
+    import socket
+
+    from tests.support.http_server import HttpServer, Reply
+
+    from open_ticket_ai import TicketSystemError
+    from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
+    from open_ticket_ai.tickets.adapters.zammad import ZammadParams, ZammadTicketSystem
+
+    bus = EventBus()
+    metrics = Metrics(bus)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{closed.getsockname()[1]}"  # nobody listens there
+    with HttpServer() as server:
+        server.respond("/api/v1/tickets/7", Reply(200, json={"id": 7}))
+        server.respond("/api/v1/tickets/8", Reply(500, text="busy"), Reply(200, json={"id": 8}))
+        system = ZammadTicketSystem(
+            ZammadParams(url=server.url, token="t", retries=1, retry_backoff=0.0), id="desk"
+        )
+        lost = ZammadTicketSystem(ZammadParams(url=gone, token="t", retries=0), id="lost")
+        async with ServicesOpen([system, lost], bus):
+            assert system.publish is not None
+            await system._client.request("GET", "/tickets/7")  # type: ignore[union-attr]
+            await system._client.request("GET", "/tickets/8")  # type: ignore[union-attr]
+            with pytest.raises(TicketSystemError):
+                await lost._client.request("GET", "/tickets/9")  # type: ignore[union-attr]
+    found = samples(metrics)
+    assert value(found, "otai_helpdesk_requests_total", system="desk", status="200") == 2
+    assert value(found, "otai_helpdesk_requests_total", system="desk", status="500") == 1
+    assert value(found, "otai_helpdesk_requests_total", system="lost", status="0") == 1
+    assert value(found, "otai_helpdesk_request_duration_seconds_count", system="desk") == 3
+    metrics.close()
 
 
 # -- webhooks --------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 from open_ticket_ai.core.component import Component, ParamsT
 
@@ -21,6 +22,10 @@ class Service(Component[ParamsT]):
     def __init__(self, params: ParamsT, *, id: str = "") -> None:
         super().__init__(params)
         self.id = id
+        self.publish: Callable[[Any], None] | None = None
+        """Publishes an event on the orchestrator's bus (set by the orchestrator before
+        :meth:`open`; None outside one): how a service reports what it does, such as the
+        requests a ticket system sends, to logs and metrics."""
 
     async def open(self) -> None:
         """Connect, load models, warm caches. The default does nothing."""

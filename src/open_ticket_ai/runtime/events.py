@@ -34,6 +34,7 @@ __all__ = [
     "CONSOLE_LOGIN",
     "CONSOLE_LOGIN_FAILED",
     "DECISION_CORRECTED",
+    "HELPDESK_REQUEST",
     "HTTP_REQUEST",
     "LOOP_BLOCKED",
     "ORCHESTRATOR_LISTENING",
@@ -64,6 +65,7 @@ __all__ = [
     "DecisionCorrected",
     "Event",
     "EventBus",
+    "HelpdeskRequest",
     "HttpConnectionFailed",
     "HttpRequestFailed",
     "HttpRequestServed",
@@ -133,6 +135,7 @@ CONSOLE_LOGIN_FAILED = "console.login_failed"
 RUNNER_PAUSED = "runner.paused"
 RUNNER_RESUMED = "runner.resumed"
 DECISION_CORRECTED = "decision.corrected"
+HELPDESK_REQUEST = "helpdesk.request"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
 SUBSCRIBER_FAILED = "bus.subscriber_failed"
@@ -572,6 +575,31 @@ class WebhookReplayed(Event):
 
     def fields(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "client": self.client}
+
+
+@record
+class HelpdeskRequest(Event):
+    """One HTTP request a ticket system adapter sent to its helpdesk (each attempt of a
+    retried call): ``status`` 0 when no answer came (timeout, connection error)."""
+
+    name: ClassVar[str] = HELPDESK_REQUEST
+    level: ClassVar[int] = logging.DEBUG
+    system: str
+    method: str
+    status: int
+    duration: float
+
+    def message(self) -> str:
+        answer = str(self.status) if self.status else "no answer"
+        return f"{self.system}: {self.method} -> {answer} in {_ms(self.duration)}ms"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "method": self.method,
+            "status": self.status,
+            "duration_ms": _ms(self.duration),
+        }
 
 
 # -- the console -----------------------------------------------------------------------------

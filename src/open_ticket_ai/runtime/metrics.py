@@ -23,6 +23,9 @@ Which event feeds which metric:
 - ``otai_classifications_total{model,outcome}`` (``confident`` or ``below_threshold``) and
   ``otai_classification_confidence{model}``: the ``decisions`` of each :class:`RunEnded`,
   dry runs included (the model did classify);
+- ``otai_helpdesk_requests_total{system,status}`` (status 0: no answer) and
+  ``otai_helpdesk_request_duration_seconds{system}``: :class:`HelpdeskRequest`, one per
+  attempt a ticket system adapter sends (the system label is the service id);
 - ``otai_webhook_requests_total{trigger,status}``: :class:`HttpRequestServed` for
   ``/hooks/{trigger}`` (one per answered request; :class:`WebhookUnauthorized` and
   :class:`HttpRequestFailed` are each followed by that request's ``HttpRequestServed``, so
@@ -50,6 +53,7 @@ from prometheus_client import generate_latest as _generate_latest
 from open_ticket_ai.runtime.events import (
     Event,
     EventBus,
+    HelpdeskRequest,
     HttpRequestServed,
     RunCancelled,
     RunEnded,
@@ -97,7 +101,14 @@ MAX_WEBHOOK_TRIGGERS = 100
 """Distinct ``trigger`` labels of ``otai_webhook_requests_total`` at most (without
 ``webhook_triggers``); later ids are counted under ""."""
 
-OBSERVED: tuple[type[Event], ...] = (RunStarted, RunEnded, RunSkipped, RunMissed, HttpRequestServed)
+OBSERVED: tuple[type[Event], ...] = (
+    RunStarted,
+    RunEnded,
+    RunSkipped,
+    RunMissed,
+    HttpRequestServed,
+    HelpdeskRequest,
+)
 """The events :class:`Metrics` subscribes to."""
 
 _UNKNOWN_TRIGGER_STATUSES = frozenset({404, 405})
@@ -188,6 +199,20 @@ class Metrics:
             buckets=CONFIDENCE_BUCKETS,
             registry=registry,
         )
+        self.helpdesk = Counter(
+            "otai_helpdesk_requests_total",
+            "Requests ticket systems sent to their helpdesk (each attempt), by answer status"
+            " (0: no answer).",
+            ("system", "status"),
+            registry=registry,
+        )
+        self.helpdesk_duration = Histogram(
+            "otai_helpdesk_request_duration_seconds",
+            "How long helpdesk requests took.",
+            ("system",),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.webhooks = Counter(
             "otai_webhook_requests_total",
             "Requests to webhook triggers, by answer status.",
@@ -219,6 +244,7 @@ class Metrics:
             RunSkipped: self._skipped,
             RunMissed: self._missed,
             HttpRequestServed: self._served,
+            HelpdeskRequest: self._helpdesk,
         }
         self.failures = 0
         """Events this subscriber could not count (logged the first time only)."""
@@ -290,6 +316,10 @@ class Metrics:
 
     def _missed(self, event: RunMissed) -> None:
         self._child(self.missed, event.runner, event.reason).inc(event.count)
+
+    def _helpdesk(self, event: HelpdeskRequest) -> None:
+        self._child(self.helpdesk, event.system, str(event.status)).inc()
+        self._child(self.helpdesk_duration, event.system).observe(event.duration)
 
     def _served(self, event: HttpRequestServed) -> None:
         path = event.path

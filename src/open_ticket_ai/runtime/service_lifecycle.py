@@ -21,6 +21,7 @@ class ServicesOpen:
 
     async def __aenter__(self) -> None:
         for service in self.services:
+            service.publish = self.bus.publish
             try:
                 await service.open()
             except Exception as exc:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from open_ticket_ai.core.component import ParamsT
 from open_ticket_ai.core.services import Service
+from open_ticket_ai.runtime.events import HelpdeskRequest
 from open_ticket_ai.tickets.models import NewTicket, Note, Ticket, TicketChanges, TicketSearch
 
 __all__ = ["TicketSystem"]
@@ -44,6 +45,15 @@ class TicketSystem(Service[ParamsT]):
     @abstractmethod
     async def notes(self, ticket_id: str) -> list[Note]:
         """The ticket's internal notes, oldest first."""
+
+    def answered(self, method: str, status: int, duration: float) -> None:
+        """Report one request sent to the helpdesk (``status`` 0: no answer) as
+        ``helpdesk.request`` on the orchestrator's bus; adapters call it for each attempt
+        (their HelpdeskClient does, given ``on_response=self.answered``)."""
+        if self.publish is not None:
+            self.publish(
+                HelpdeskRequest(system=self.id, method=method, status=status, duration=duration)
+            )
 
     def ticket_url(self, ticket_id: str) -> str | None:
         """Where a person opens the ticket in the helpdesk's own web interface (the console

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -35,8 +38,11 @@ class HelpdeskClient:
         retries: int = 3,
         backoff: float = 0.5,
         verify: bool = True,
+        on_response: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.system = system
+        self._on_response = on_response
+        """Told of each attempt: method, status (0 without an answer) and seconds taken."""
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
@@ -67,19 +73,28 @@ class HelpdeskClient:
         attempt = 0
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 response = await self._client.request(method, path, params=params, json=json_body)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self._answered(method, 0, started)
                 if attempt > self.retries:
                     raise TicketSystemError(
                         f"{call} failed after {attempt} attempts: {type(exc).__name__}: {exc}"
                     ) from exc
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
+            self._answered(method, response.status_code, started)
             if response.status_code in _RETRY_STATUSES and attempt <= self.retries:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
             return self._decode(call, response, not_found, attempt)
+
+    def _answered(self, method: str, status: int, started: float) -> None:
+        if self._on_response is not None:
+            # Reporting must never fail a helpdesk call.
+            with contextlib.suppress(Exception):
+                self._on_response(method, status, time.perf_counter() - started)
 
     @staticmethod
     def _decode(call: str, response: httpx.Response, not_found: str | None, attempt: int) -> Any:

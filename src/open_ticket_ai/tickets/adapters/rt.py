@@ -142,6 +142,7 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
                 retries=params.retries,
                 backoff=params.retry_backoff,
                 verify=params.verify_tls,
+                on_response=self.answered,
             )
 
     async def close(self) -> None:

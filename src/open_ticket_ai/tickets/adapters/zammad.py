@@ -106,6 +106,7 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
                 retries=self.params.retries,
                 backoff=self.params.retry_backoff,
                 verify=self.params.verify_tls,
+                on_response=self.answered,
             )
 
     async def close(self) -> None:

@@ -118,6 +118,7 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
                 retries=self.params.retries,
                 backoff=self.params.retry_backoff,
                 verify=self.params.verify_tls,
+                on_response=self.answered,
             )
 
     async def close(self) -> None:
