@@ -143,6 +143,8 @@ class PipeContext:
 
 
 _NO_PARENT: Mapping[str, Any] = {}
+_new_tuple = tuple.__new__
+_FAILED = PipeStatus.FAILED
 
 
 async def execute_pipe(
@@ -161,12 +163,15 @@ async def execute_pipe(
 
 async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
     started = time.monotonic() if run.journal.steps is not None else 0.0
-    prepared = _prepare(spec, run, parent)
-    if isinstance(prepared, PipeResult):
-        run.results[spec.id] = prepared
-        _report(run, spec, prepared, 0.0, 0)  # ended before it ran: no time, no attempt
-        return prepared
-    params, raw = prepared
+    params = spec.static_params
+    raw = spec.static_raw
+    if params is None or raw is None or spec.depends_on or spec.condition is not None:
+        prepared = _prepare(spec, run, parent)
+        if isinstance(prepared, PipeResult):
+            run.results[spec.id] = prepared
+            _report(run, spec, prepared, 0.0, 0)  # ended before it ran: no time, no attempt
+            return prepared
+        params, raw = prepared
     retry = spec.retry
     attempt = 1
     token = CURRENT_STEP.set(spec.path)
@@ -174,7 +179,7 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
         while True:
             result, raised = await _attempt(spec, run, params, raw)
             # Only failures are retried: a pipe that reports "skipped" has decided not to act.
-            if not result.failed or retry is None or attempt >= retry.attempts:
+            if result.status is not _FAILED or retry is None or attempt >= retry.attempts:
                 break
             if not _should_retry(result, raised, retry):
                 break
@@ -183,7 +188,7 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
             attempt += 1
     finally:
         CURRENT_STEP.reset(token)
-    if attempt > 1 and result.failed:
+    if attempt > 1 and result.status is _FAILED:
         result = PipeResult.failure(
             f"{result.message} (after {attempt} attempts)", result.data, result.error
         )
@@ -204,8 +209,12 @@ def _report(
     steps = run.journal.steps
     if steps is not None:
         duration = time.monotonic() - started if started else 0.0
+        # tuple.__new__ skips the named tuple's Python-level __new__: one is made per step.
         steps.append(
-            StepReport(spec.path, spec.id, result.status, duration, attempts, result.message, items)
+            _new_tuple(
+                StepReport,
+                (spec.path, spec.id, result.status, duration, attempts, result.message, items),
+            )
         )
 
 
