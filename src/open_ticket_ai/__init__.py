@@ -25,6 +25,7 @@ from open_ticket_ai.core.triggers.base import (
     TriggerHost,
 )
 from open_ticket_ai.errors import (
+    AnswerLostError,
     ComponentError,
     ConfigError,
     OpenTicketAIError,
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ActionKind",
+    "AnswerLostError",
     "AppConfig",
     "CompiledConfig",
     "ComponentError",

@@ -8,7 +8,8 @@
     ├── TemplateError        a template failed to compile or render (names the config path)
     ├── PipeError            a pipe failed in a way it could not report as a PipeResult
     └── TicketSystemError    a helpdesk refused or failed a request (names system and call)
-        └── TicketNotFoundError
+        ├── TicketNotFoundError
+        └── AnswerLostError  a write was sent and its answer lost: it may have landed
 
 Every message names where it happened: the config file, line and column when known, and the
 config path (``orchestrator.runners[1].run.steps[0].params.url``).
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AnswerLostError",
     "ComponentError",
     "ConfigError",
     "OpenTicketAIError",
@@ -97,6 +99,12 @@ class TicketSystemError(OpenTicketAIError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
         super().__init__(message)
+
+
+class AnswerLostError(TicketSystemError):
+    """A write was sent but its answer was lost (a 5xx, a connection closed or cut, a read
+    timeout): the helpdesk may have applied it. Never retried blind: the adapter first checks
+    whether the write landed."""
 
 
 class TicketNotFoundError(TicketSystemError):

@@ -1,4 +1,12 @@
-"""HelpdeskClient: the HTTP client every REST adapter shares: retries, timeouts, clear errors."""
+"""HelpdeskClient: the HTTP client every REST adapter shares: retries, timeouts, clear errors.
+
+Reads (and other idempotent requests) are retried on 5xx, 429, timeouts and lost
+connections. A write that is not idempotent (POST, PATCH) is retried only when it cannot have
+reached the helpdesk (the connection was refused or never opened) or the helpdesk said it did
+not take it (429, 503); any other failure after it was sent raises
+:class:`~open_ticket_ai.AnswerLostError`, and the adapter checks whether the write landed
+before it tries again (:func:`write_once`). ``Retry-After`` on 429 and 503 is honoured, within
+the client's timeout."""
 
 from __future__ import annotations
 
@@ -6,16 +14,23 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
 
 import httpx
 
-from open_ticket_ai import TicketNotFoundError, TicketSystemError
+from open_ticket_ai import AnswerLostError, TicketNotFoundError, TicketSystemError
 
-__all__ = ["HelpdeskClient"]
+__all__ = ["HelpdeskClient", "write_once"]
 
+_T = TypeVar("_T")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_NOT_TAKEN = frozenset({429, 503})
+"""Statuses that say the request was not processed: a write may be sent again."""
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Failures before the request left: nothing can have landed."""
 _EXCERPT = 300
 
 
@@ -65,11 +80,15 @@ class HelpdeskClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         not_found: str | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON (None for an empty body).
 
-        ``not_found`` is the message of the TicketNotFoundError a 404 raises."""
+        ``not_found`` is the message of the TicketNotFoundError a 404 raises. ``idempotent``
+        (default: by the method) says whether sending it twice is harmless; a request that
+        is not is never retried once it may have been applied (AnswerLostError)."""
         call = f"{self.system}: {method} {path}"
+        safe = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
         attempt = 0
         while True:
             attempt += 1
@@ -78,17 +97,47 @@ class HelpdeskClient:
                 response = await self._client.request(method, path, params=params, json=json_body)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 self._answered(method, 0, started)
+                if not safe and not isinstance(exc, _NOT_SENT):
+                    raise AnswerLostError(
+                        f"{call}: the answer was lost ({type(exc).__name__}: {exc}); the "
+                        "helpdesk may have applied it"
+                    ) from exc
                 if attempt > self.retries:
                     raise TicketSystemError(
                         f"{call} failed after {attempt} attempts: {type(exc).__name__}: {exc}"
                     ) from exc
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
-            self._answered(method, response.status_code, started)
-            if response.status_code in _RETRY_STATUSES and attempt <= self.retries:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                continue
+            status = response.status_code
+            self._answered(method, status, started)
+            if status in _RETRY_STATUSES:
+                if not safe and status not in _NOT_TAKEN:
+                    excerpt = " ".join(response.text.split())[:_EXCERPT]
+                    raise AnswerLostError(
+                        f"{call} answered {status}: {excerpt}; the helpdesk may have applied it",
+                        status=status,
+                    )
+                if attempt <= self.retries:
+                    await asyncio.sleep(self._pause(response, attempt))
+                    continue
             return self._decode(call, response, not_found, attempt)
+
+    def _pause(self, response: httpx.Response, attempt: int) -> float:
+        """Seconds before the next attempt: ``Retry-After`` when the helpdesk gives one (at
+        most the client's timeout), else exponential backoff."""
+        backoff = float(self.backoff * 2 ** (attempt - 1))
+        header = response.headers.get("retry-after")
+        if not header:
+            return backoff
+        limit = float(self._client.timeout.read or 30.0)
+        try:
+            wait = float(header)
+        except ValueError:
+            try:
+                wait = parsedate_to_datetime(header).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError):
+                return backoff
+        return float(min(max(wait, 0.0), limit))
 
     def _answered(self, method: str, status: int, started: float) -> None:
         if self._on_response is not None:
@@ -115,3 +164,24 @@ class HelpdeskClient:
                 f"{call} answered {status} with a body that is not JSON: {excerpt}",
                 status=status,
             ) from None
+
+
+async def write_once(
+    write: Callable[[], Awaitable[_T]],
+    landed: Callable[[], Awaitable[_T | None]],
+    *,
+    attempts: int = 3,
+) -> _T:
+    """``write()``, applied once: when its answer is lost (AnswerLostError), ``landed()``
+    says whether it was applied after all (its result) or not (None, and it is sent again, at
+    most ``attempts`` times in all)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await write()
+        except AnswerLostError:
+            found = await landed()
+            if found is not None:
+                return found
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

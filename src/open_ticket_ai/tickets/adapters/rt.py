@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from open_ticket_ai import (
+    AnswerLostError,
     NewTicket,
     Note,
     ParamsModel,
@@ -26,7 +27,7 @@ from open_ticket_ai import (
     TicketSystemError,
 )
 from open_ticket_ai.tickets.adapters.conventions import check_time_zone, parse_priority_map
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient, write_once
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "RequestTrackerParams", "RequestTrackerTicketSystem"]
@@ -169,7 +170,8 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
         items: list[dict[str, Any]] = []
         while len(items) < skip + limit:
             query = {**params, "page": page, "per_page": size}
-            answer = await self._call(method, path, params=query, json_body=body)
+            # A search, even when POSTed: safe to send again.
+            answer = await self._call(method, path, params=query, json_body=body, idempotent=True)
             batch = answer.get("items") if isinstance(answer, dict) else None
             if not isinstance(batch, list) or not all(
                 isinstance(i, dict) and "id" in i for i in batch
@@ -330,21 +332,43 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
     async def add_note(self, ticket_id: str, note: Note) -> Note:
         key = self._key(ticket_id)
         comment = {"Subject": note.subject, "Content": note.body, "ContentType": "text/plain"}
-        try:
-            await self._call("POST", f"/ticket/{key}/comment", json_body=comment)
-        except TicketSystemError as exc:
-            # RT answers 400 "Message could not be recorded" for a ticket that is not there.
-            if exc.status == 400 and not await self._tickets(f"id = {key}", limit=1):
-                raise TicketNotFoundError(f"{self._label}: no ticket {ticket_id!r}") from None
-            raise
+        known = {n.id for n in await self.notes(ticket_id)}
+
+        async def send() -> bool:
+            try:
+                await self._call("POST", f"/ticket/{key}/comment", json_body=comment)
+            except AnswerLostError:
+                raise
+            except TicketSystemError as exc:
+                # RT answers 400 "Message could not be recorded" for a ticket not there.
+                if exc.status == 400 and not await self._tickets(f"id = {key}", limit=1):
+                    raise TicketNotFoundError(f"{self._label}: no ticket {ticket_id!r}") from None
+                raise
+            return True
+
+        async def landed() -> bool | None:
+            return True if await self._added(ticket_id, note, known) is not None else None
+
+        await write_once(send, landed, attempts=self.params.retries + 1)
         # REST2 tells the new transaction's id only in a Location header: find the comment.
-        for added in reversed(await self.notes(ticket_id)):
-            if added.body.strip() == note.body.strip() and added.subject == note.subject:
-                return added
+        added = await self._added(ticket_id, note, known)
+        if added is not None:
+            return added
         raise TicketSystemError(
             f"{self._label}: POST /ticket/{key}/comment was accepted, but the comment is not "
             "in the ticket's history"
         )
+
+    async def _added(self, ticket_id: str, note: Note, known: set[str | None]) -> Note | None:
+        """The comment ``note`` added since the notes ``known`` were read, if any."""
+        for added in reversed(await self.notes(ticket_id)):
+            if (
+                added.id not in known
+                and added.body.strip() == note.body.strip()
+                and added.subject == note.subject
+            ):
+                return added
+        return None
 
     async def notes(self, ticket_id: str) -> list[Note]:
         history = await self._history([int(self._key(ticket_id))], ["Create", "Comment"])

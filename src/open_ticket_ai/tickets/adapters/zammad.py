@@ -21,7 +21,7 @@ from open_ticket_ai import (
     TicketSystemError,
 )
 from open_ticket_ai.tickets.adapters.conventions import parse_priority_map, priority_of
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient, write_once
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "ZammadParams", "ZammadTicketSystem", "priority_of"]
@@ -285,20 +285,29 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
         return self._ticket(raw, await self._articles(ticket_id))
 
     async def add_note(self, ticket_id: str, note: Note) -> Note:
-        article = await self._request(
-            "POST",
-            "/ticket_articles",
-            _checked(self._label, ticket_id),
-            json_body={
-                "ticket_id": int(ticket_id),
-                "subject": note.subject,
-                "body": note.body,
-                "content_type": "text/plain",
-                "type": "note",
-                "internal": True,
-            },
-        )
-        return _note(article)
+        key = _checked(self._label, ticket_id)
+        known = {n.id for n in await self.notes(key)}
+
+        async def send() -> Note:
+            article = await self._request(
+                "POST",
+                "/ticket_articles",
+                key,
+                json_body={
+                    "ticket_id": int(ticket_id),
+                    "subject": note.subject,
+                    "body": note.body,
+                    "content_type": "text/plain",
+                    "type": "note",
+                    "internal": True,
+                },
+            )
+            return _note(article)
+
+        async def landed() -> Note | None:
+            return _added(await self.notes(key), note, known)
+
+        return await write_once(send, landed, attempts=self.params.retries + 1)
 
     async def notes(self, ticket_id: str) -> list[Note]:
         articles = await self._articles(_checked(self._label, ticket_id))
@@ -313,6 +322,14 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
 
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _added(notes: list[Note], note: Note, known: set[str | None]) -> Note | None:
+    """The note among ``notes`` that adding ``note`` made (not one of ``known``), if any."""
+    for added in reversed(notes):
+        if added.id not in known and added.body == note.body and added.subject == note.subject:
+            return added
+    return None
 
 
 def _note(article: dict[str, Any]) -> Note:

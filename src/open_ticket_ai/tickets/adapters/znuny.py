@@ -31,7 +31,7 @@ from open_ticket_ai.tickets.adapters.conventions import (
     parse_priority_map,
     priority_of,
 )
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient, write_once
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_ROUTES", "ZnunyParams", "ZnunyTicketSystem", "priority_of"]
@@ -130,7 +130,12 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
     # -- the wire ---------------------------------------------------------------------------
 
     async def _send(
-        self, operation: str, data: dict[str, Any], ticket_id: str | None = None
+        self,
+        operation: str,
+        data: dict[str, Any],
+        ticket_id: str | None = None,
+        *,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
         if self._client is None:
             await self.open()
@@ -145,9 +150,9 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
             query = {  # as the key repeated)
                 k: [str(i) for i in v] if isinstance(v, list) else str(v) for k, v in data.items()
             }
-            answer = await self._client.request(method, path, params=query)
+            answer = await self._client.request(method, path, params=query, idempotent=idempotent)
         else:
-            answer = await self._client.request(method, path, json_body=data)
+            answer = await self._client.request(method, path, json_body=data, idempotent=idempotent)
         if not isinstance(answer, dict):
             raise TicketSystemError(
                 f"{self._label}: {operation} ({method} {path}) answered {answer!r:.200}, "
@@ -171,12 +176,24 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
             return {"SessionID": self._session}
 
     async def _call(
-        self, operation: str, data: dict[str, Any], ticket_id: str | None = None
+        self,
+        operation: str,
+        data: dict[str, Any],
+        ticket_id: str | None = None,
+        *,
+        idempotent: bool | None = None,
     ) -> dict[str, Any]:
-        """Run one operation with credentials; an expired session is renewed once."""
+        """Run one operation with credentials; an expired session is renewed once.
+
+        ``idempotent`` (default: every operation but TicketCreate and an update that adds
+        an article) says whether it may be sent again after a lost answer."""
+        if idempotent is None:
+            idempotent = operation != "TicketCreate" and "Article" not in data
         for attempt in (1, 2):
             credentials = await self._credentials()
-            answer = await self._send(operation, {**data, **credentials}, ticket_id)
+            answer = await self._send(
+                operation, {**data, **credentials}, ticket_id, idempotent=idempotent
+            )
             error = answer.get("Error")
             session = credentials.get("SessionID")
             if attempt == 1 and session and _code(error).endswith(".AuthFail"):
@@ -315,9 +332,21 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
         return await self.get(ticket_id)
 
     async def add_note(self, ticket_id: str, note: Note) -> Note:
+        key = self._id(ticket_id)
         article = _article(note.subject, note.body, internal=True)
-        answer = await self._call("TicketUpdate", {"Article": article}, self._id(ticket_id))
-        return Note(id=str(answer.get("ArticleID", "")), subject=note.subject, body=note.body)
+        known = {n.id for n in await self.notes(key)}
+
+        async def send() -> Note:
+            answer = await self._call("TicketUpdate", {"Article": article}, key)
+            return Note(id=str(answer.get("ArticleID", "")), subject=note.subject, body=note.body)
+
+        async def landed() -> Note | None:
+            for added in reversed(await self.notes(key)):
+                if added.id not in known and added.body == note.body:
+                    return added
+            return None
+
+        return await write_once(send, landed, attempts=self.params.retries + 1)
 
     async def notes(self, ticket_id: str) -> list[Note]:
         raws = await self._fetch(self._id(ticket_id), AllArticles=1)
