@@ -225,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         if fault == "500_after_saving":
             extra = [("Server", "nginx"), ("Date", formatdate(usegmt=True))]
-            self._relay(status, reason, headers, payload)
+            self._answer(500, [*extra, ("Content-Type", "text/html")], _NGINX_500)
             return
         if fault == "cut_response":
             head = self._head(status, reason, headers, payload)
