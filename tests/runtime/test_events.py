@@ -329,3 +329,15 @@ def test_debug_shows_each_action_and_decision(caplog: pytest.LogCaptureFixture) 
         caplog.clear()
         LogSubscriber()(event)
     assert len(caplog.records) == 1
+
+
+def test_data_cannot_forge_a_text_log_line() -> None:
+    forged = "Invoice\n2026-01-01T00:00:00.000Z ERROR   run.failed  runner 'x' failed\r\x1b[2J"
+    record = logging.LogRecord(
+        "open_ticket_ai", logging.INFO, __file__, 1, "ticket %s", (forged,), None
+    )
+    line = TextFormatter().format(record)
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "\x1b" not in line
+    assert "Invoice\\n2026-01-01T00:00:00.000Z ERROR" in line

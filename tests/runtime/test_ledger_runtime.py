@@ -135,7 +135,7 @@ async def test_ledger_false_records_nothing(tmp_path: Path, plugin: None) -> Non
     orchestrator = Orchestrator(build(load_config(config)))
     assert orchestrator.ledger is None
     assert await orchestrator.run() == 0
-    assert not (config.parent / "var").exists()
+    assert not (config.parent / "var" / "otai-ledger.sqlite").exists()
 
 
 def test_a_config_given_as_text_has_no_default_ledger(plugin: None) -> None:

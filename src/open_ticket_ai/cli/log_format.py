@@ -16,12 +16,25 @@ def _timestamp(record: logging.LogRecord) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+"""Control characters as escapes: a newline in a ticket's subject or a helpdesk's error must
+not start a line of its own that reads like a log record."""
+
+
 class TextFormatter(logging.Formatter):
-    """``2026-01-01T10:00:00.000Z INFO  run.finished  runner 'x' succeeded in 3.1ms``."""
+    """``2026-01-01T10:00:00.000Z INFO  run.finished  runner 'x' succeeded in 3.1ms``.
+
+    One record is one line (a traceback follows on lines of its own): control characters in
+    the message are escaped, so data cannot forge a log line."""
 
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, "event", record.name)
-        line = f"{_timestamp(record)} {record.levelname:<7} {event:<22} {record.getMessage()}"
+        message = record.getMessage().translate(_CONTROL)
+        line = f"{_timestamp(record)} {record.levelname:<7} {event:<22} {message}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -29,7 +29,7 @@ from open_ticket_ai.core.triggers.base import TimeTrigger
 from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.runtime.events import RunOutcome
 from open_ticket_ai.runtime.ledger import LedgerError, SqliteLedgerStore, ledger_file_of
-from open_ticket_ai.runtime.state import holder_of, read_state
+from open_ticket_ai.runtime.state import holder_of, read_state, state_file_of
 
 __all__ = ["status_command"]
 
@@ -81,18 +81,18 @@ def status_command(config: str | None, url: str | None, as_json: bool) -> None:
         spec.id: RunnerRow(spec.id, schedule=_schedule(compiled, spec.id))
         for spec in compiled.runners
     }
-    settings = compiled.loaded.config.orchestrator
     source_lines: list[str] = []
 
     target = url or _listener_url(compiled)
     live = _live_status(target) if target else None
     if live is not None:
         source_lines.append(f"instance: running (pid {live.get('pid')}), live from {target}")
-    holder = holder_of(settings.state_path) if settings.state_path else None
+    state_file = state_file_of(compiled)
+    holder = holder_of(state_file) if state_file is not None else None
     if live is None:
         if holder is not None:
             source_lines.append(f"instance: running (pid {holder}); its listener is not reachable")
-        elif settings.state_path:
+        elif state_file is not None:
             source_lines.append("instance: not running (its state file is not held)")
         else:
             source_lines.append(
@@ -126,11 +126,11 @@ def status_command(config: str | None, url: str | None, as_json: bool) -> None:
 
     if live is not None:
         _apply_live(rows, live)
-    elif holder is not None and settings.state_path:
-        _apply_state(rows, compiled, settings.state_path, now)
+    elif holder is not None and state_file is not None:
+        _apply_state(rows, compiled, str(state_file), now)
     else:
         for row in rows.values():
-            row.state = "not running" if settings.state_path else "-"
+            row.state = "not running" if state_file is not None else "-"
 
     if as_json:
         click.echo(

@@ -60,7 +60,7 @@ from open_ticket_ai.runtime.review import Correction, CorrectionError, correct
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Scheduler
 from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
-from open_ticket_ai.runtime.state import StateStore
+from open_ticket_ai.runtime.state import StateStore, state_file_of
 from open_ticket_ai.runtime.stats import COUNTED
 from open_ticket_ai.runtime.watchdog import LoopWatchdog
 from open_ticket_ai.tickets.system import TicketSystem
@@ -109,7 +109,8 @@ class Orchestrator:
         """The wall clock of ``clock = "wall"`` triggers (injectable for tests)."""
         self.wall_step = wall_step
         self._rng = random.Random()
-        self.state = StateStore(settings.state_path) if settings.state_path else None
+        state_file = state_file_of(compiled)
+        self.state = StateStore(state_file) if state_file is not None else None
         """The state file, locked from here until the run ends (see :meth:`close`)."""
         self.watchdog = LoopWatchdog(settings.watchdog, self.bus) if settings.watchdog else None
         self.ledger = open_ledger(compiled, self._ledger_failed)

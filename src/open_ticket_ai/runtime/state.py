@@ -16,15 +16,18 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from open_ticket_ai.core.compiled import CompiledConfig
 from open_ticket_ai.errors import OpenTicketAIError
 
 __all__ = [
+    "DEFAULT_STATE_PATH",
     "FLUSH_DELAY",
     "FireRecord",
     "StateLockedError",
     "StateStore",
     "holder_of",
     "read_state",
+    "state_file_of",
 ]
 
 FLUSH_DELAY = 0.5
@@ -190,6 +193,24 @@ class StateStore:
             os.close(self._lock_fd)
 
 
+DEFAULT_STATE_PATH = "var/otai-state.sqlite"
+"""Where the state file lives, relative to the config file's directory, unless configured."""
+
+
+def state_file_of(compiled: CompiledConfig) -> Path | None:
+    """The state file of a config: ``orchestrator.state_path`` (relative to the config
+    file's directory), else :data:`DEFAULT_STATE_PATH` there; None with ``state_path:
+    false``, or for a config given as text with no file and no ``state_path``."""
+    configured = compiled.loaded.config.orchestrator.state_path
+    if configured is False:
+        return None
+    config_file = Path(compiled.loaded.source.file)
+    if configured is None and not config_file.is_file():
+        return None
+    path = Path(configured).expanduser() if configured else Path(DEFAULT_STATE_PATH)
+    return path if path.is_absolute() else config_file.parent / path
+
+
 def holder_of(state_path: str | os.PathLike[str]) -> int | None:
     """The pid of the ``otai run`` holding the state file's lock, or None when none does."""
     lock = Path(f"{state_path}.lock")
@@ -237,7 +258,16 @@ def read_state(
 
 
 def _lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # Never through a symlink: one planted there would have its target overwritten.
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise OpenTicketAIError(
+                f"state lock {path} is a symbolic link: remove it (the lock file is never "
+                "opened through one)"
+            ) from None
+        raise OpenTicketAIError(f"state lock {path}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

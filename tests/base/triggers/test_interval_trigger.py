@@ -49,6 +49,27 @@ def test_invalid_intervals_are_rejected(params: dict[str, object]) -> None:
         IntervalParams.model_validate(params)
 
 
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"milliseconds": 1.0e-9}, "between 1 millisecond and 100 years"),
+        ({"days": 1e305}, "between 1 millisecond and 100 years"),
+        ({"days": 365.25 * 101}, "between 1 millisecond and 100 years"),
+        ({"seconds": 5, "spread": "10s"}, "spread .10s. must not be longer than the interval"),
+    ],
+)
+def test_absurd_intervals_and_spreads_are_config_errors(
+    params: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        IntervalParams.model_validate(params)
+
+
+def test_a_spread_up_to_the_interval_and_a_millisecond_interval_are_fine() -> None:
+    assert IntervalParams.model_validate({"seconds": 5, "spread": "5s"}).total_seconds == 5
+    assert IntervalParams.model_validate({"milliseconds": 1}).total_seconds == 0.001
+
+
 def test_first_fire_is_one_interval_after_start() -> None:
     assert trigger(seconds=10).first_fire(1000.0) == 1010.0
 

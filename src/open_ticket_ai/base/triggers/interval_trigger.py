@@ -13,6 +13,11 @@ from open_ticket_ai.core.triggers.timing import Timing
 
 __all__ = ["IntervalParams", "IntervalTrigger"]
 
+MIN_INTERVAL = 0.001
+"""The shortest interval: one millisecond (shorter would busy-loop the event loop)."""
+MAX_INTERVAL = 100 * 365.25 * 86400.0
+"""The longest interval: a hundred years (longer is a typo, and soon not a finite time)."""
+
 _UNIT_SECONDS = {
     "milliseconds": 0.001,
     "seconds": 1.0,
@@ -61,6 +66,16 @@ class IntervalParams(ParamsModel):
             raise ValueError(
                 "an interval is required: 'interval: 5m' or one of milliseconds, seconds, "
                 "minutes, hours, days"
+            )
+        total = self.total_seconds
+        if not MIN_INTERVAL <= total <= MAX_INTERVAL or not math.isfinite(total):
+            raise ValueError(
+                f"the interval ({total:g}s) must be between 1 millisecond and 100 years"
+            )
+        if isinstance(self.spread, float) and self.spread > total:
+            raise ValueError(
+                f"spread ({self.spread:g}s) must not be longer than the interval ({total:g}s): "
+                "use `spread: true` for the whole interval"
             )
         if self.jitter and self.jitter >= self.total_seconds:
             raise ValueError(

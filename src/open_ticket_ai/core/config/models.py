@@ -176,13 +176,24 @@ class OrchestratorConfig(_ConfigModel):
     shutdown_timeout: Duration = Field(30.0, ge=0)
     http: HttpListenerConfig | None = None
     """Start the HTTP listener (it also starts, with defaults, when a trigger needs it)."""
-    state_path: str | None = None
-    """A SQLite file keeping each runner's last fire and outcome across restarts; also makes
-    a second ``otai run`` with the same file refuse to start."""
+    state_path: str | Literal[False] | None = None
+    """A SQLite file keeping each runner's last fire and outcome across restarts, held
+    locked while the service runs, so that a second ``otai run`` of the same config refuses
+    to start. Default: ``var/otai-state.sqlite`` relative to the config file's directory (a
+    config given as text has none); ``false`` runs without one."""
     watchdog: Duration | None = Field(default=None, gt=0)
     """Log which runner and step ran when the event loop was blocked longer than this."""
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     """The record of every run, its actions and decisions (``otai runs``)."""
+
+    @field_validator("state_path", mode="before")
+    @classmethod
+    def _state_switch(cls, value: Any) -> Any:
+        if value is True:
+            raise ValueError("give a file, or false to run without one")
+        if value == "":
+            raise ValueError("give a file, or false to run without one")
+        return value
 
     @field_validator("ledger", mode="before")
     @classmethod
