@@ -4,12 +4,15 @@ the lock file is never opened through a symlink."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
+from tests.support.virtual_clock import VirtualClockLoop
 
 from open_ticket_ai import OpenTicketAIError, build, load_config, parse_config
+from open_ticket_ai.runtime.events import ScheduleReset
 from open_ticket_ai.runtime.orchestrator import Orchestrator
 from open_ticket_ai.runtime.state import StateLockedError, state_file_of
 
@@ -76,3 +79,29 @@ def test_the_lock_file_is_never_opened_through_a_symlink(tmp_path: Path) -> None
     with pytest.raises(OpenTicketAIError, match="is a symbolic link"):
         Orchestrator(build(load_config(config)))
     assert target.read_text() == "keep me\n"
+
+
+@pytest.mark.virtual_clock
+async def test_a_stored_grid_in_the_future_is_replaced_and_said(
+    tmp_path: Path, virtual_clock: VirtualClockLoop
+) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(CONFIG.format(extra="").replace("{hours: 1}", "{seconds: 2}"))
+    ahead = 3600.0
+    first = Orchestrator(
+        build(load_config(config)), wall_clock=lambda: virtual_clock.wall() + ahead, log=False
+    )
+    main = asyncio.create_task(first.run())
+    await asyncio.sleep(0.1)
+    first.request_stop()
+    assert await main == 0  # its grid starts an hour ahead of the clock below
+    resets: list[ScheduleReset] = []
+    second = Orchestrator(build(load_config(config)), wall_clock=virtual_clock.wall, log=False)
+    second.bus.subscribe(resets.append, ScheduleReset)
+    main = asyncio.create_task(second.run())
+    await asyncio.sleep(7.0)
+    second.request_stop()
+    assert await main == 0
+    assert [r.trigger for r in resets] == ["hourly"]
+    assert resets[0].ahead == pytest.approx(ahead, abs=1.0)
+    assert second.runners["hello"].stats.runs == 3  # at 2, 4 and 6 s: not silent

@@ -54,6 +54,7 @@ __all__ = [
     "RUN_STARTED",
     "RUN_STUCK",
     "RUN_TIMEOUT",
+    "SCHEDULE_RESET",
     "SERVICE_CLOSE_FAILED",
     "SUBSCRIBER_FAILED",
     "TRIGGER_FAILED",
@@ -93,6 +94,7 @@ __all__ = [
     "RunnerResumed",
     "RunnerSummary",
     "RunsStubborn",
+    "ScheduleReset",
     "ServiceCloseFailed",
     "SkipReason",
     "StepReport",
@@ -136,6 +138,7 @@ RUNNER_PAUSED = "runner.paused"
 RUNNER_RESUMED = "runner.resumed"
 DECISION_CORRECTED = "decision.corrected"
 HELPDESK_REQUEST = "helpdesk.request"
+SCHEDULE_RESET = "schedule.reset"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
 SUBSCRIBER_FAILED = "bus.subscriber_failed"
@@ -575,6 +578,29 @@ class WebhookReplayed(Event):
 
     def fields(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "client": self.client}
+
+
+@record
+class ScheduleReset(Event):
+    """A grid restored from the state file started in the future (the wall clock is behind
+    the one that wrote it): it is replaced by a grid starting now, instead of a silence until
+    the clock catches up."""
+
+    name: ClassVar[str] = SCHEDULE_RESET
+    level: ClassVar[int] = logging.WARNING
+    trigger: str
+    ahead: float
+    """Seconds the stored start lay ahead of now."""
+
+    def message(self) -> str:
+        return (
+            f"trigger {self.trigger!r}: its stored grid starts {format_duration(self.ahead)} "
+            "in the future (the clock is behind the one that wrote the state file); a new "
+            "grid starts now"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "ahead_s": round(self.ahead, 3)}
 
 
 @record

@@ -268,6 +268,7 @@ class Orchestrator:
                 self._rng,
                 self.lateness_probe,
                 self.state,
+                self.bus.publish,
             )
             for trigger_id in self._listeners:
                 self._arm(self.compiled.triggers[trigger_id])

@@ -29,7 +29,7 @@ from typing import Any
 from open_ticket_ai.core.pipes.run import TriggerRef
 from open_ticket_ai.core.triggers.base import TimeTrigger
 from open_ticket_ai.core.triggers.timing import Timing, overdue, resolve, spread_phase, timing_of
-from open_ticket_ai.runtime.events import RunCatchUp
+from open_ticket_ai.runtime.events import Event, RunCatchUp, ScheduleReset
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.state import StateStore
 
@@ -215,6 +215,8 @@ class Scheduler:
     rng: random.Random
     probe: Callable[[float], None] | None = None
     state: StateStore | None = None
+    report: Callable[[Event], None] | None = None
+    """Where the scheduler's own events go (``schedule.reset``)."""
 
     def __post_init__(self) -> None:
         self.wall_at_start = self.wall_clock()
@@ -250,6 +252,11 @@ class Scheduler:
         if self.state is not None:
             sig = signature(trigger)
             anchor = self.state.anchor(trigger.id, sig)
+            if anchor is not None and anchor > now + to_wall:
+                # Restored, this grid would stay silent until the clock caught up.
+                if self.report is not None:
+                    self.report(ScheduleReset(trigger=trigger.id, ahead=anchor - now - to_wall))
+                anchor = None
             if anchor is None:
                 self.state.set_anchor(trigger.id, sig, now + to_wall)
             else:
