@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from open_ticket_ai.core.secrets import SECRETS
+
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 
 
@@ -37,7 +39,7 @@ class TextFormatter(logging.Formatter):
         line = f"{_timestamp(record)} {record.levelname:<7} {event:<22} {message}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return SECRETS.redact(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,7 +59,7 @@ class JsonFormatter(logging.Formatter):
                 body.setdefault(key, value)
         if record.exc_info:
             body["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str, ensure_ascii=False)
+        return SECRETS.redact(json.dumps(body, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:

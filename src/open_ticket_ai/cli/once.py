@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from open_ticket_ai.core.secrets import SECRETS
 from open_ticket_ai.runtime.events import RunEnded
 
 __all__ = ["print_run", "shorten"]
@@ -24,11 +25,15 @@ def shorten(value: Any, width: int = VALUE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _echo(text: str) -> None:
+    click.echo(SECRETS.redact(text))
+
+
 def print_run(event: RunEnded) -> None:
     """Print the run's steps (status, duration, attempts, value or message), then its
     actions, decisions and outcome, to stdout."""
     dry = " (dry run)" if event.dry_run else ""
-    click.echo(f"run {event.run_id} of runner {event.runner!r}{dry}")
+    _echo(f"run {event.run_id} of runner {event.runner!r}{dry}")
     for step in event.steps:
         result = event.results.get(step.step_id)
         shown = ""
@@ -43,12 +48,12 @@ def print_run(event: RunEnded) -> None:
             shown = f"{shown}  ({step.message})" if shown else step.message
         tries = f" x{step.attempts}" if step.attempts > 1 else ""
         took = f"{step.duration * 1000:8.1f}ms{tries}"
-        click.echo(f"  {step.status.value:<9} {took}  {step.step_id}: {shown}")
+        _echo(f"  {step.status.value:<9} {took}  {step.step_id}: {shown}")
     for action in event.actions:
-        click.echo(f"  action: {action.describe()}")
+        _echo(f"  action: {action.describe()}")
     for decision in event.decisions:
-        click.echo(f"  decision: {decision.describe()}")
+        _echo(f"  decision: {decision.describe()}")
     line = f"{event.outcome.value} in {event.duration * 1000:.1f}ms"
     if event.error:
         line += f": {event.error}"
-    click.echo(line)
+    _echo(line)

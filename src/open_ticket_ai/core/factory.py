@@ -25,6 +25,7 @@ from open_ticket_ai.core.memory import paused_gc
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.registry import Registry
+from open_ticket_ai.core.secrets import SECRETS, secrets_of
 from open_ticket_ai.core.services import Service, ServiceRef
 from open_ticket_ai.core.templates import (
     CompiledTemplate,
@@ -237,6 +238,8 @@ class RenderableFactory:
             self._check_params(pipe_class, config.params, params_path, partial=True)
         else:
             static = self._check_params(pipe_class, config.params, params_path, partial=False)
+            if static is not None:
+                SECRETS.add(secrets_of(static))
         self._check_service_refs(pipe_class, config.params, params_path)
         condition: CompiledTemplate | bool | int | float | str | None = config.if_
         if is_template(config.if_):
@@ -350,6 +353,7 @@ class RenderableFactory:
         model = self._check_params(cls, rendered, (*path, "params"), partial=False)
         if model is None:
             return None
+        SECRETS.add(secrets_of(model))
         try:
             return cls(model, id=component_id)  # type: ignore[call-arg]
         except Exception as exc:

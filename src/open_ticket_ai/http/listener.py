@@ -38,6 +38,7 @@ from starlette.routing import Mount, Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
+from open_ticket_ai.core.secrets import SECRETS
 from open_ticket_ai.errors import ComponentError
 from open_ticket_ai.http.console import Console
 from open_ticket_ai.http.messages import (
@@ -201,6 +202,8 @@ class Listener:
         self.bus = control.bus
         self.port = config.port
         self._routes = Routes(config, control)
+        if self._routes.token:
+            SECRETS.add([self._routes.token])
         self.metrics: Metrics | None = None
         """The Prometheus metrics, fed from the bus (``orchestrator.http.metrics: true``)."""
         if config.metrics:

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from open_ticket_ai.core.compiled import CompiledConfig
 from open_ticket_ai.core.pipes.records import Action, ActionKind, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeStatus
+from open_ticket_ai.core.secrets import SECRETS
 from open_ticket_ai.errors import ComponentError, OpenTicketAIError
 from open_ticket_ai.runtime.events import RunEnded, RunOutcome
 
@@ -664,7 +665,7 @@ def bundle_of(record: RunRecord | RunEnded) -> Bundle:
         record.started,
         record.ended,
         record.outcome.value,
-        record.error,
+        SECRETS.redact(record.error) if record.error else record.error,
         int(record.dry_run),
     )
     # Plain tuples of strings and numbers (a StepReport holds an enum, which the garbage
@@ -676,7 +677,7 @@ def bundle_of(record: RunRecord | RunEnded) -> Bundle:
             str(step.status),
             step.duration,
             step.attempts,
-            step.message,
+            SECRETS.redact(step.message) if step.message else step.message,
             tuple(str(i) for i in step.items) if step.items else None,
         )
         for step in record.steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,29 @@ def issues_of(exc: ValidationError, model: type[BaseModel] | None = None) -> Ite
         elif kind == "missing":
             yield Issue(loc, "is required", at_key=True)
         else:
-            yield Issue(loc, _plain(error["msg"], error.get("input")))
+            secret = model is not None and _is_secret(model, loc)
+            yield Issue(loc, _plain(error["msg"], None if secret else error.get("input")))
+
+
+_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)
+
+
+def _is_secret(model: type[BaseModel], loc: tuple[str | int, ...]) -> bool:
+    """Whether the value at ``loc`` is a secret: a SecretStr field, or one named like a
+    secret. Its value is never shown in a message, not even the wrong one."""
+    names = [part for part in loc if isinstance(part, str)]
+    if names and _SECRET_NAME.search(names[-1]):
+        return True
+    current: type[BaseModel] | None = model
+    field: Any = None
+    for part in loc:
+        if current is None or isinstance(part, int):
+            continue
+        field = _field(current, part)
+        if field is None:
+            return False
+        current = _inner_model(field.annotation)
+    return field is not None and "SecretStr" in repr(field.annotation)
 
 
 def _plain(message: str, value: Any) -> str:

@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.durations import format_duration
+from open_ticket_ai.core.secrets import SECRETS
 from open_ticket_ai.http.console.auth import LoginLimiter, Users, csrf_matches, new_csrf_token
 from open_ticket_ai.runtime.events import (
     ConsoleLogin,
@@ -83,6 +84,7 @@ class Console:
         self.users = Users(config.console_users)
         self.limiter = LoginLimiter()
         self.secret = console_secret(config.console_secret, control.env)
+        SECRETS.add([self.secret])
         self._streams: set[_Stream] = set()
         self._unsubscribe = control.bus.subscribe(self._hear, *LIVE_EVENTS, name="console")
         self.templates = Environment(

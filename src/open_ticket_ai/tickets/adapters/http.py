@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from open_ticket_ai import AnswerLostError, TicketNotFoundError, TicketSystemError
+from open_ticket_ai.core.secrets import SECRETS
 
 __all__ = ["HelpdeskClient", "write_once"]
 
@@ -112,7 +113,7 @@ class HelpdeskClient:
             self._answered(method, status, started)
             if status in _RETRY_STATUSES:
                 if not safe and status not in _NOT_TAKEN:
-                    excerpt = " ".join(response.text.split())[:_EXCERPT]
+                    excerpt = SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
                     raise AnswerLostError(
                         f"{call} answered {status}: {excerpt}; the helpdesk may have applied it",
                         status=status,
@@ -151,7 +152,7 @@ class HelpdeskClient:
         if status == 404 and not_found is not None:
             raise TicketNotFoundError(f"{call}: {not_found}", status=status)
         if status >= 400:
-            excerpt = " ".join(response.text.split())[:_EXCERPT]
+            excerpt = SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             raise TicketSystemError(f"{call} answered {status}{tries}: {excerpt}", status=status)
         if not response.content:
@@ -159,7 +160,7 @@ class HelpdeskClient:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            excerpt = " ".join(response.text.split())[:_EXCERPT]
+            excerpt = SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
             raise TicketSystemError(
                 f"{call} answered {status} with a body that is not JSON: {excerpt}",
                 status=status,
