@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from open_ticket_ai.core.resources import close_shared
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.errors import ComponentError
 from open_ticket_ai.runtime.events import EventBus, ServiceCloseFailed
@@ -32,6 +33,7 @@ class ServicesOpen:
             self.opened.append(service)
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await close_shared()  # what runs shared (a pooled HTTP client), before the services
         while self.opened:
             service = self.opened.pop()
             try:

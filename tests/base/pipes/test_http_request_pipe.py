@@ -400,3 +400,50 @@ def test_bad_params_are_config_errors(params: dict[str, Any], where: str, says: 
     assert says in problem.message
     assert problem.file == "config.yml"
     assert problem.line is not None
+
+
+async def test_runs_share_one_pooled_client_closed_when_the_orchestrator_stops(
+    server: HttpServer,
+) -> None:
+    import asyncio
+
+    from open_ticket_ai.base.pipes import http_request_pipe
+    from open_ticket_ai.runtime.orchestrator import Orchestrator
+
+    server.respond("/ping", Reply(200, text="pong"))
+    text = yaml.safe_dump(
+        {
+            "orchestrator": {
+                "runners": [
+                    {
+                        "id": "r",
+                        "on": [{"id": "hourly", "params": {"hours": 1}}],
+                        "run": call(url=f"{server.url}/ping"),
+                    }
+                ]
+            }
+        }
+    )
+    orchestrator = Orchestrator(build(parse_config(text, "config.yml")), log=False)
+    main = asyncio.create_task(orchestrator.run())
+    await asyncio.sleep(0.05)
+    runner = orchestrator.runners["r"]
+    clients = []
+    for _ in range(3):
+        task = runner.fire(None)
+        assert task is not None
+        assert (await task).succeeded
+        clients.append(http_request_pipe._CLIENTS[asyncio.get_running_loop()])
+    assert clients[0] is clients[1] is clients[2]
+    assert not clients[0].is_closed
+    orchestrator.request_stop()
+    assert await main == 0
+    assert clients[0].is_closed
+    assert len(server.hits("/ping")) == 3
+
+
+async def test_a_failure_names_the_url_without_its_credentials() -> None:
+    result, _ = await execute(call(url=f"{closed_port_url()}/x?api_token=s3cr3t"))
+    assert result.failed
+    assert "s3cr3t" not in result.message
+    assert "api_token=***" in result.message

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import ssl
+import weakref
 from typing import Any, Literal
 
 import httpx
@@ -13,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from open_ticket_ai import Action, Duration, ParamsModel, Pipe, PipeContext, PipeResult
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.records import redact_url
+from open_ticket_ai.core.resources import on_shutdown
 
 __all__ = ["HttpRequestParams", "HttpRequestPipe"]
 
@@ -111,6 +114,22 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client() -> httpx.AsyncClient:
+    """The event loop's one pooled client (connections are kept alive and reused between
+    runs; the TLS context is built once); closed when the loop's orchestrator stops."""
+    loop = asyncio.get_running_loop()
+    client = _CLIENTS.get(loop)
+    if client is None or client.is_closed:
+        client = _CLIENTS[loop] = httpx.AsyncClient(verify=_tls_context())
+        on_shutdown(client.aclose)
+    return client
+
+
 class HttpRequestPipe(Pipe[HttpRequestParams]):
     """Sends the request. Result ``data``: ``status``, ``headers``, ``json`` (when the response
     is JSON) and ``text``. A status outside ``expect_status`` is a failed result naming the URL
@@ -125,22 +144,23 @@ class HttpRequestPipe(Pipe[HttpRequestParams]):
         if changes and ctx.dry_run:
             ctx.record_action(Action.http_request(p.method, p.url, None))
             return PipeResult.skip(f"dry run: {p.method} {redact_url(p.url)} not sent")
+        shown = redact_url(p.url)
         try:
-            async with httpx.AsyncClient(timeout=p.timeout, verify=_tls_context()) as client:
-                response = await client.request(
-                    p.method,
-                    p.url,
-                    headers=p.headers,
-                    params={k: v for k, v in p.query.items() if v is not None},
-                    json=p.json_body,
-                    content=p.body,
-                )
+            response = await _client().request(
+                p.method,
+                p.url,
+                headers=p.headers,
+                params={k: v for k, v in p.query.items() if v is not None},
+                json=p.json_body,
+                content=p.body,
+                timeout=p.timeout,
+            )
         except httpx.TimeoutException as exc:
             return PipeResult.failure(
-                f"{p.method} {p.url}: timed out after {format_duration(p.timeout)}", error=exc
+                f"{p.method} {shown}: timed out after {format_duration(p.timeout)}", error=exc
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return PipeResult.failure(f"{p.method} {p.url}: {type(exc).__name__}: {exc}", error=exc)
+            return PipeResult.failure(f"{p.method} {shown}: {type(exc).__name__}: {exc}", error=exc)
         if changes:
             ctx.record_action(Action.http_request(p.method, p.url, response.status_code))
         data: dict[str, Any] = {
@@ -159,6 +179,6 @@ class HttpRequestPipe(Pipe[HttpRequestParams]):
         if not ok:
             excerpt = " ".join(response.text.split())[:_EXCERPT]
             return PipeResult.failure(
-                f"{p.method} {p.url} answered {response.status_code}: {excerpt}", data
+                f"{p.method} {shown} answered {response.status_code}: {excerpt}", data
             )
         return PipeResult.success(data)
