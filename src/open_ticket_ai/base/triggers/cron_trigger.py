@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -117,12 +118,26 @@ def _zone_file(path: Path) -> ZoneInfo | None:
         return None
 
 
+_SUNDAY_END = re.compile(r"-sun(?=$|[,/])", re.IGNORECASE)
+
+
 def expand(expression: str) -> str:
     """``expression`` with an ``@daily``-style alias replaced; ValueError when it is not a valid
     5-field (or 6-field, seconds first) cron expression that ever matches."""
     text = " ".join(expression.split())
+    if text.lower() == "@reboot":
+        raise ValueError(
+            "@reboot is not supported: open-ticket-ai does not see the machine boot. For a "
+            "run when the service starts, give the runner no `on:` (it runs once at start) "
+            "or an IntervalTrigger with `run_on_start: true`"
+        )
     text = ALIASES.get(text.lower(), text)
     fields = text.split()
+    if len(fields) in (5, 6):
+        # A day-of-week range ending in Sunday (`sat-sun`, `mon-sun`), as cronie reads it:
+        # Sunday is 7 at the end of a range.
+        fields[-1] = _SUNDAY_END.sub("-7", fields[-1])
+        text = " ".join(fields)
     if len(fields) not in (5, 6):
         raise ValueError(
             f"invalid cron expression {expression!r}: it has {len(fields)} fields; write 5 (minute "
