@@ -718,3 +718,40 @@ def test_fail_in_a_load_time_template_is_a_config_error() -> None:
         p.path.startswith("orchestrator.runners[0].on[0].params") and "no schedule" in p.message
         for p in caught.value.problems
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("{{ 'a' * 10**9 }}", "repeating 1 items 1000000000 times"),
+        ("{{ [0] * 10**8 }}", "repeating 1 items 100000000 times"),
+        ("{{ 10 ** (10 ** 9) }}", "would be too large"),
+        ("{{ (10 ** 3000) * (10 ** 3000) * (10 ** 3000) * (10 ** 30000) }}", "too large"),
+        ("x{{ 'a' * 6000000 }}{{ 'b' * 6000000 }}", "more than 10,000,000"),
+    ],
+)
+@pytest.mark.timeout(60)  # computed instead of refused, these would run for minutes
+def test_templates_that_would_take_unbounded_memory_or_time_are_refused(
+    source: str, problem: str
+) -> None:
+    with pytest.raises(TemplateError, match=problem):
+        TemplateEngine().compile(source, "runners[0].run.params.x").render({})
+
+
+def test_bounded_arithmetic_still_works() -> None:
+    engine = TemplateEngine()
+    assert engine.compile("{{ 2 ** 10 * 3 }}", "p").render({}) == 3072
+    assert engine.compile("{{ 'ab' * 3 }}", "p").render({}) == "ababab"
+    assert engine.compile("{{ 1.5 ** 2 }}", "p").render({}) == 2.25
+
+
+@pytest.mark.timeout(60)  # folding the constant would take minutes
+def test_validate_never_evaluates_an_unbounded_constant() -> None:
+    from open_ticket_ai import build, parse_config
+
+    text = (
+        "orchestrator:\n  runners:\n    - id: r\n      on: [{id: h, params: {hours: 1}}]\n"
+        "      run: {id: x, use: ExpressionPipe, params: {expression: '{{ 10 ** (10 ** 9) }}'}}\n"
+    )
+    compiled = build(parse_config(text, "t.yml"))  # compiles, evaluates nothing
+    assert compiled.runners[0].id == "r"

@@ -236,10 +236,9 @@ def test_cut_response_without_a_body_cuts_the_headers(
 def test_timeout_after_saving(upstream: HttpServer, proxy: FaultProxy) -> None:
     proxy.hold = 0.6
     proxy.inject("timeout_after_saving")
-    started = time.monotonic()
+    # ReadTimeout (not RemoteProtocolError): the client gave up before the proxy closed.
     with httpx.Client(timeout=0.2) as client, pytest.raises(httpx.ReadTimeout):
         client.post(f"{proxy.url}/tickets", json={"title": "printer on fire"})
-    assert time.monotonic() - started < 0.55  # the client gave up, not the proxy
     assert len(upstream.hits("/tickets")) == 1
 
     # On the wire: nothing for ``hold`` seconds, then a close without an answer.

@@ -63,6 +63,57 @@ def truthy(value: object) -> bool:
     return bool(value)
 
 
+MAX_VALUE_SIZE = 10_000_000
+"""The most characters (or items) one ``*`` may make, and one rendered value may have."""
+MAX_INT_BITS = 100_000
+"""The largest integer ``*`` and ``**`` may make (about 30,000 digits)."""
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` bounded: ``'a' * 10**9`` and
+    ``10 ** (10 ** 9)`` are refused instead of taking a gigabyte or hanging the loop. Being
+    intercepted, these operators are never folded into constants at compile time either,
+    so ``otai validate`` never evaluates them."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            _check_power(left, right)
+            return left**right
+        _check_product(left, right)
+        return left * right
+
+
+def _bits(value: Any) -> int:
+    return value.bit_length() if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        if max(_bits(base), 1) * exponent > MAX_INT_BITS and abs(base) > 1:
+            raise jinja2.exceptions.SecurityError(
+                f"{base} ** {exponent} would be too large (at most {MAX_INT_BITS} bits)"
+            )
+    elif isinstance(exponent, float | int) and abs(exponent) > 10_000:
+        raise jinja2.exceptions.SecurityError(f"the exponent {exponent} is too large")
+
+
+def _check_product(left: Any, right: Any) -> None:
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+            if len(sequence) * count > MAX_VALUE_SIZE:
+                raise jinja2.exceptions.SecurityError(
+                    f"repeating {len(sequence)} items {count} times would make more than "
+                    f"{MAX_VALUE_SIZE:,}"
+                )
+            return
+    if _bits(left) + _bits(right) > MAX_INT_BITS:
+        raise jinja2.exceptions.SecurityError(
+            f"the product would be too large (at most {MAX_INT_BITS} bits)"
+        )
+
+
 class TemplateEngine:
     """Owns the sandboxed environment; compiles templates for one config.
 
@@ -70,7 +121,7 @@ class TemplateEngine:
     (``pipe_result('fetch').append(1)`` is blocked)."""
 
     def __init__(self) -> None:
-        self.environment = ImmutableSandboxedEnvironment(
+        self.environment = _BoundedSandbox(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
         self.environment.globals.update(now=_now, fail=_fail)
@@ -168,6 +219,13 @@ class CompiledTemplate:
         if isinstance(value, jinja2.Undefined):  # an Undefined whose str() does not raise
             hint = value._undefined_name or "value"
             raise TemplateError(f"{hint!r} is undefined in {self.source!r}", self.path)
+        if isinstance(value, str | list) and len(value) > MAX_VALUE_SIZE:
+            unit = "characters" if isinstance(value, str) else "items"
+            raise TemplateError(
+                f"the rendered value has {len(value):,} {unit}, more than "
+                f"{MAX_VALUE_SIZE:,}, in {self.source[:80]!r}",
+                self.path,
+            )
         return value
 
 
