@@ -148,15 +148,19 @@ class Schedule:
         lateness = now - self.due
         following = self.trigger.next_fire_after(point, self.start)
         max_lateness = self.max_lateness
+        # A later point has passed only once its latest jittered time has: with a jitter
+        # close to the interval, a fire handled a little late must not count the next as
+        # missed (it is placed, and fires at once if its own time has come).
+        passed = now - self.phase - self.jitter
         if (max_lateness is None or lateness <= max_lateness) and (
-            following is None or following + self.phase > now
+            following is None or following > passed
         ):
             self.place(following)
             return point, lateness, 0
         decided = resolve(
             self.trigger,
             point,
-            now - self.phase,
+            passed,
             self.start,
             lateness=lateness,
             max_lateness=max_lateness,
