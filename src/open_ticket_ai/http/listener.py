@@ -95,89 +95,59 @@ def _bad_request(transport: asyncio.Transport, message: str) -> None:
     transport.close()
 
 
-class _HeadDeadline:
-    """Mixed into uvicorn's protocols: a request head must be complete within
-    :data:`HEAD_TIMEOUT` of its first byte, else the connection is closed."""
+class _Guarded:
+    """Mixed into uvicorn's protocols: TCP_NODELAY, the project's JSON 400 for a request
+    that breaks HTTP, and a deadline for a whole request head: it must be complete within
+    ``head_timeout`` of its first byte, else the connection is closed."""
 
     transport: asyncio.Transport
     cycle: Any
     head_timeout: float = HEAD_TIMEOUT
     _head_deadline: asyncio.TimerHandle | None = None
 
-    def _in_head(self) -> bool:
-        """Between two requests, or inside a head: no request is being answered."""
-        return self.cycle is None or self.cycle.response_complete
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        _no_delay(transport)
+        super().connection_made(transport)  # type: ignore[misc]
 
-    def _arm_head_deadline(self) -> None:
+    def data_received(self, data: bytes) -> None:
         if self._head_deadline is None and self._in_head():
             loop = asyncio.get_running_loop()
             self._head_deadline = loop.call_later(self.head_timeout, self._head_expired)
-
-    def _head_done(self) -> None:
+        super().data_received(data)  # type: ignore[misc]
         if self._head_deadline is not None and not self._in_head():
             self._head_deadline.cancel()
             self._head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def send_400_response(self, msg: str) -> None:
+        _bad_request(self.transport, msg)
+
+    def _in_head(self) -> bool:
+        """Between two requests, or inside a head: no request is being answered."""
+        return self.cycle is None or self.cycle.response_complete
 
     def _head_expired(self) -> None:
         self._head_deadline = None
         if self._in_head() and not self.transport.is_closing():
             self.transport.close()
 
-    def _drop_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-
-class _H11(_HeadDeadline, H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY, the head deadline and the project's JSON
-    400. h11 refuses what breaks HTTP/1.1 (two ``Content-Length``\\s, a head it cannot
-    parse)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        _no_delay(transport)
-        super().connection_made(transport)  # type: ignore[arg-type]
-
-    def data_received(self, data: bytes) -> None:
-        self._arm_head_deadline()
-        super().data_received(data)
-        self._head_done()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._drop_head_deadline()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        _bad_request(self.transport, msg)
-
 
 def _protocol(head_timeout: float = HEAD_TIMEOUT) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol (the faster parser) where httptools is installed, else
-    its h11 one; both with TCP_NODELAY, the head deadline and the project's JSON 400."""
+    its h11 one (which refuses two ``Content-Length``\\s itself); both :class:`_Guarded`."""
+    base: type[asyncio.Protocol]
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
     except ImportError:
-        return type("_H11", (_H11,), {"head_timeout": head_timeout})
-
-    class _HttpTools(_HeadDeadline, HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            _no_delay(transport)
-            super().connection_made(transport)  # type: ignore[arg-type]
-
-        def data_received(self, data: bytes) -> None:
-            self._arm_head_deadline()
-            super().data_received(data)
-            self._head_done()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._drop_head_deadline()
-            super().connection_lost(exc)
-
-        def send_400_response(self, msg: str) -> None:
-            _bad_request(self.transport, msg)
-
-    _HttpTools.head_timeout = head_timeout
-    return _HttpTools
+        base = H11Protocol
+    return type("_Protocol", (_Guarded, base), {"head_timeout": head_timeout})
 
 
 class _Server(uvicorn.Server):

@@ -664,31 +664,30 @@ class ConsoleLoginFailed(Event):
 
 
 @record
-class RunnerPaused(Event):
-    """A runner was paused: its fires are skipped until it is resumed."""
-
-    name: ClassVar[str] = RUNNER_PAUSED
+class _RunnerSwitched(Event):
     runner: str
     by: str = ""
+    verb: ClassVar[str] = ""
 
     def message(self) -> str:
-        return f"runner {self.runner!r} paused" + (f" by {self.by}" if self.by else "")
+        return f"runner {self.runner!r} {self.verb}" + (f" by {self.by}" if self.by else "")
 
     def fields(self) -> dict[str, Any]:
         return {"runner": self.runner, "by": self.by}
 
 
 @record
-class RunnerResumed(Event):
+class RunnerPaused(_RunnerSwitched):
+    """A runner was paused: its fires are skipped until it is resumed."""
+
+    name: ClassVar[str] = RUNNER_PAUSED
+    verb: ClassVar[str] = "paused"
+
+
+@record
+class RunnerResumed(_RunnerSwitched):
     name: ClassVar[str] = RUNNER_RESUMED
-    runner: str
-    by: str = ""
-
-    def message(self) -> str:
-        return f"runner {self.runner!r} resumed" + (f" by {self.by}" if self.by else "")
-
-    def fields(self) -> dict[str, Any]:
-        return {"runner": self.runner, "by": self.by}
+    verb: ClassVar[str] = "resumed"
 
 
 @record
