@@ -11,7 +11,15 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["freeze_long_lived", "paused_gc"]
+__all__ = ["SERVICE_THRESHOLDS", "freeze_long_lived", "paused_gc", "tune_for_service"]
+
+SERVICE_THRESHOLDS = (2000, 20, 20)
+"""The collector's thresholds while the service runs (CPython's default: 700, 10, 10).
+
+Measured with ``python -m bench.precision ours 10000 3``: with the defaults, the p99
+lateness of 10,000 runners a second was 1.4, 4.2 and 28.5 ms in three runs (a full
+collection landing in the window); with these, 1.5, 1.4 and 1.4 ms, at the same CPU. Young
+collections run a third as often, each looking at more objects; full ones twice as rarely."""
 
 
 @contextmanager
@@ -34,3 +42,8 @@ def freeze_long_lived(*, collect: bool = False) -> None:
     if collect:
         gc.collect()
     gc.freeze()
+
+
+def tune_for_service() -> None:
+    """Set :data:`SERVICE_THRESHOLDS` (once the long-lived objects are frozen)."""
+    gc.set_threshold(*SERVICE_THRESHOLDS)

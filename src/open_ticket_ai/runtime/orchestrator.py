@@ -12,7 +12,7 @@ from typing import Any
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.factory import CompiledConfig
-from open_ticket_ai.core.memory import freeze_long_lived
+from open_ticket_ai.core.memory import freeze_long_lived, tune_for_service
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads
 from open_ticket_ai.core.triggers.base import (
@@ -254,9 +254,6 @@ class Orchestrator:
     async def _run(self) -> int:
         self._start_ledger()
         async with self._services_open():
-            # Everything built so far lives as long as the process: move it out of the
-            # collector's sight, so a full collection never pauses the loop to scan it.
-            freeze_long_lived()
             loop = asyncio.get_running_loop()
             self.started_at = loop.time()
             self._firing = True
@@ -272,6 +269,11 @@ class Orchestrator:
             )
             for trigger_id in self._listeners:
                 self._arm(self.compiled.triggers[trigger_id])
+            # Everything built so far (the config, the services, every timer) lives as long
+            # as the process: move it out of the collector's sight, so that a collection
+            # never pauses the loop to scan it.
+            freeze_long_lived()
+            tune_for_service()
             await self._start_listener()
             one_time = [r for r in self.runners.values() if r.spec.one_time]
             tasks = [task for r in one_time if (task := r.fire(None)) is not None]
