@@ -282,3 +282,44 @@ def test_once_run_is_cancelled_by_signals(
     assert code >= 0, "the signal must be handled, not kill the process"
     assert otai.find("run.cancelled", runner="slow"), otai.log_text()
     assert not otai.find("run.finished")
+
+
+def test_no_run_starts_after_a_signal_that_came_while_the_loop_was_blocked(
+    tmp_path: Path,
+) -> None:
+    # "block" blocks the event loop for 2 s; the signal arrives meanwhile. Timers of "tick"
+    # that came due during the block are handled before the loop sees the stop request:
+    # they must start nothing.
+    path = tmp_path / "blocked.yml"
+    sleep = {"id": "s", "use": "tests.runtime.timing_pipes:SleepPipe"}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "orchestrator": {
+                    "runners": [
+                        {
+                            "id": "block",
+                            "on": [{"id": "once_soon", "params": {"milliseconds": 300}}],
+                            "run": {**sleep, "params": {"block": 2.0}},
+                        },
+                        {
+                            "id": "tick",
+                            "on": [{"id": "fast", "params": {"milliseconds": 100}}],
+                            "run": {**sleep, "params": {"seconds": 0.0}},
+                        },
+                    ]
+                }
+            }
+        )
+    )
+    root = Path(__file__).resolve().parents[2]
+    with OtaiProcess("run", str(path), *JSON, pythonpath=root) as otai:
+        [blocked] = [otai.wait_for_event("run.started", timeout=15, runner="block")]
+        time.sleep(0.5)  # well inside the 2 s block
+        otai.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        code = otai.wait(20)
+    assert code == 0, otai.log_text()
+    late = [e for e in otai.find("run.started") if e["_at"] > signalled]
+    assert late == [], f"runs started after the signal:\n{otai.log_text()}"
+    assert blocked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -169,8 +170,16 @@ class _WorkerPool(ThreadPoolExecutor):
 async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(_WorkerPool(thread_name_prefix="otai-sync-pipe"))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, orchestrator.request_stop)
+
+    def on_signal(signum: int, frame: object) -> None:
+        # A Python-level handler runs as soon as the main thread runs Python again, even
+        # while a pipe blocks the loop: no new run starts after this, whatever the loop
+        # handles first; the stop request follows on the loop.
+        orchestrator.halt()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to stop
+            loop.call_soon_threadsafe(orchestrator.request_stop)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if once is not None:
             ended: list[RunEnded] = []
@@ -181,8 +190,8 @@ async def _serve(orchestrator: Orchestrator, once: str | None) -> int:
             return 0 if result.succeeded else 1
         return await orchestrator.run()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 cli.add_command(tickets)

@@ -174,6 +174,15 @@ class Orchestrator:
 
     # -- control --------------------------------------------------------------------------
 
+    def halt(self) -> None:
+        """No new run from now on; safe to call from a signal handler (it only sets flags).
+        The signal's stop request itself follows on the loop (:meth:`request_stop`); this
+        makes sure that timers the loop handles before it, after a blocked stretch, start
+        nothing."""
+        self._firing = False
+        for runner in self.runners.values():
+            runner.accepting = False
+
     def request_stop(self) -> None:
         """First call: stop firing and drain. A second call: cancel running executions now."""
         if self._stop.is_set():

@@ -156,8 +156,9 @@ class PipeRunner:
         """Start an execution now; or, if one is still running, queue this fire (``overlap:
         queue_one``, one at most) or skip it. ``scheduled`` is the POSIX time the fire was
         due (time triggers). Returns the new run's task, if one started."""
-        if self.paused:
-            self.bus.publish(RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.PAUSED))
+        if self.paused or not self.accepting:
+            reason = SkipReason.PAUSED if self.accepting else SkipReason.STOPPING
+            self.bus.publish(RunSkipped(runner=self.id, trigger=trigger, reason=reason))
             return None
         if self._task is not None:
             if self._queue_one and self._queued is _NOTHING:
@@ -257,14 +258,16 @@ class PipeRunner:
     async def _run_in_slot(self, trigger: TriggerRef | None) -> PipeResult:
         assert self._slots is not None
         async with self._slots:
-            if not self.accepting:
-                self.bus.publish(
-                    RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.STOPPING)
-                )
-                return PipeResult.skip("skipped: the orchestrator is stopping")
             return await self._run(trigger)
 
     async def _run(self, trigger: TriggerRef | None) -> PipeResult:
+        if not self.accepting:
+            # Fired, but the stop came before the run began (it waited for a slot, or for
+            # the loop, blocked by another run): it does not begin now.
+            self.bus.publish(
+                RunSkipped(runner=self.id, trigger=trigger, reason=SkipReason.STOPPING)
+            )
+            return PipeResult.skip("skipped: the orchestrator is stopping")
         run_id = self.run_id
         assert run_id is not None
         CURRENT_RUNNER.set(self.id)  # the run's own task: its context ends with it
