@@ -548,8 +548,7 @@ class TriggerFailed(Event):
 
 
 @record
-class WebhookUnauthorized(Event):
-    name: ClassVar[str] = WEBHOOK_UNAUTHORIZED
+class _WebhookRefused(Event):
     level: ClassVar[int] = logging.WARNING
     trigger: str
     client: str
@@ -563,21 +562,16 @@ class WebhookUnauthorized(Event):
 
 
 @record
-class WebhookReplayed(Event):
+class WebhookUnauthorized(_WebhookRefused):
+    name: ClassVar[str] = WEBHOOK_UNAUTHORIZED
+
+
+@record
+class WebhookReplayed(_WebhookRefused):
     """A signed webhook request whose signature was accepted before, within the tolerance:
     refused with 409 (a stale timestamp is a 401, ``webhook.unauthorized``)."""
 
     name: ClassVar[str] = WEBHOOK_REPLAYED
-    level: ClassVar[int] = logging.WARNING
-    trigger: str
-    client: str
-    reason: str
-
-    def message(self) -> str:
-        return f"webhook {self.trigger!r}: request from {self.client or '?'} refused: {self.reason}"
-
-    def fields(self) -> dict[str, Any]:
-        return {"trigger": self.trigger, "client": self.client}
 
 
 @record
