@@ -323,3 +323,57 @@ def test_no_run_starts_after_a_signal_that_came_while_the_loop_was_blocked(
     late = [e for e in otai.find("run.started") if e["_at"] > signalled]
     assert late == [], f"runs started after the signal:\n{otai.log_text()}"
     assert blocked
+
+
+@pytest.mark.parametrize("stage", ["opening", "closing"])
+def test_a_signal_while_a_service_hangs_stops_the_service_in_bounded_time(
+    tmp_path: Path, stage: str
+) -> None:
+    mark = tmp_path / "opening"
+    hang = {"open_for": 60.0} if stage == "opening" else {"close_for": 60.0}
+    hang["mark"] = str(mark)  # type: ignore[assignment]
+    path = tmp_path / "hang.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "services": [
+                    {
+                        "id": "desk",
+                        "use": "tests.runtime.timing_pipes:HangingService",
+                        "params": hang,
+                    }
+                ],
+                "orchestrator": {
+                    "shutdown_timeout": "1s",
+                    "runners": [
+                        {
+                            "id": "tick",
+                            "on": [{"id": "fast", "params": {"milliseconds": 200}}],
+                            "run": {
+                                "id": "x",
+                                "use": "ExpressionPipe",
+                                "params": {"expression": 1},
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    root = Path(__file__).resolve().parents[2]
+    with OtaiProcess("run", str(path), *JSON, pythonpath=root) as otai:
+        if stage == "closing":
+            otai.wait_for_event("orchestrator.ready", timeout=15)
+        else:
+            for _ in range(300):  # until the service hangs in its 60 s opening
+                if mark.exists():
+                    break
+                time.sleep(0.05)
+            assert mark.exists(), otai.log_text()
+        sent = otai.send_signal(signal.SIGTERM)
+        code = exit_within(otai, sent, seconds=15)
+    assert code == 0, otai.log_text()
+    [abandoned] = otai.find("service.abandoned")
+    assert (abandoned["service"], abandoned["stage"]) == ("desk", stage)
+    if stage == "opening":
+        assert not otai.find("run.started")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import ClassVar
 
-from open_ticket_ai import ParamsModel, Pipe, PipeContext, PipeResult, TimeTrigger
+from open_ticket_ai import ParamsModel, Pipe, PipeContext, PipeResult, Service, TimeTrigger
 
 
 class SleepParams(ParamsModel):
@@ -49,3 +50,23 @@ class WallEvery(TimeTrigger[EveryParams]):
     def next_fire_after(self, after: float, start: float) -> float:
         step = self.params.seconds
         return (after // step + 1) * step
+
+
+class HangParams(ParamsModel):
+    open_for: float = 0.0
+    close_for: float = 0.0
+    mark: str | None = None
+    """A file touched when open() begins (so a test knows it hangs there now)."""
+
+
+class HangingService(Service[HangParams]):
+    """A service whose open() and close() take as long as told (a helpdesk login that
+    hangs, a model that loads for minutes)."""
+
+    async def open(self) -> None:
+        if self.params.mark:
+            Path(self.params.mark).touch()  # noqa: ASYNC240 (a tiny local file, on purpose)
+        await asyncio.sleep(self.params.open_for)
+
+    async def close(self) -> None:
+        await asyncio.sleep(self.params.close_for)

@@ -55,6 +55,7 @@ __all__ = [
     "RUN_STUCK",
     "RUN_TIMEOUT",
     "SCHEDULE_RESET",
+    "SERVICE_ABANDONED",
     "SERVICE_CLOSE_FAILED",
     "SUBSCRIBER_FAILED",
     "TRIGGER_FAILED",
@@ -95,6 +96,7 @@ __all__ = [
     "RunnerSummary",
     "RunsStubborn",
     "ScheduleReset",
+    "ServiceAbandoned",
     "ServiceCloseFailed",
     "SkipReason",
     "StepReport",
@@ -139,6 +141,7 @@ RUNNER_RESUMED = "runner.resumed"
 DECISION_CORRECTED = "decision.corrected"
 HELPDESK_REQUEST = "helpdesk.request"
 SCHEDULE_RESET = "schedule.reset"
+SERVICE_ABANDONED = "service.abandoned"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
 SUBSCRIBER_FAILED = "bus.subscriber_failed"
@@ -836,6 +839,28 @@ class OrchestratorCancelling(Event):
 
     def fields(self) -> dict[str, Any]:
         return {"cancelled": list(self.runners)}
+
+
+@record
+class ServiceAbandoned(Event):
+    """A service's ``open()`` or ``close()`` was still going when the stop came (opening) or
+    its time was up (closing): it is left behind so that the process stops."""
+
+    name: ClassVar[str] = SERVICE_ABANDONED
+    level: ClassVar[int] = logging.WARNING
+    service: str
+    stage: str
+    """``opening`` or ``closing``."""
+    waited: float
+
+    def message(self) -> str:
+        return (
+            f"service {self.service!r} was still {self.stage} after "
+            f"{format_duration(self.waited)}: abandoned, so that the service stops"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {"service": self.service, "stage": self.stage, "waited_s": round(self.waited, 3)}
 
 
 @record

@@ -59,7 +59,7 @@ from open_ticket_ai.runtime.ledger import (
 from open_ticket_ai.runtime.review import Correction, CorrectionError, correct
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Scheduler
-from open_ticket_ai.runtime.service_lifecycle import ServicesOpen
+from open_ticket_ai.runtime.service_lifecycle import ServicesOpen, StoppedWhileOpening
 from open_ticket_ai.runtime.state import StateStore, state_file_of
 from open_ticket_ai.runtime.stats import COUNTED
 from open_ticket_ai.runtime.watchdog import LoopWatchdog
@@ -203,6 +203,8 @@ class Orchestrator:
                 assert task is not None
                 await self._until_stopped_or_done([task])
                 await self._shutdown()
+        except StoppedWhileOpening:
+            return PipeResult.failure("stopped before it ran: the stop came while services opened")
         finally:
             await self._close_ledger()
             self.close()
@@ -262,6 +264,13 @@ class Orchestrator:
 
     async def _run(self) -> int:
         self._start_ledger()
+        try:
+            return await self._serve_all()
+        except StoppedWhileOpening:
+            self._summary()
+            return 0
+
+    async def _serve_all(self) -> int:
         async with self._services_open():
             loop = asyncio.get_running_loop()
             self.started_at = loop.time()
@@ -523,7 +532,12 @@ class Orchestrator:
             self.ledger.start()
 
     def _services_open(self) -> ServicesOpen:
-        return ServicesOpen(list(self.compiled.services.values()), self.bus)
+        return ServicesOpen(
+            list(self.compiled.services.values()),
+            self.bus,
+            stop=self._stop,
+            close_timeout=max(self.cancel_timeout, 1.0),
+        )
 
     async def _until_stopped_or_done(self, tasks: list[asyncio.Task[PipeResult]]) -> None:
         pending: set[asyncio.Future[Any]] = set(tasks)
