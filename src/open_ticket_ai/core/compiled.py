@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from open_ticket_ai.core.config.loader import LoadedConfig
@@ -13,7 +14,15 @@ from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.core.triggers.base import Trigger
 
-__all__ = ["CompiledConfig", "RunnerSpec"]
+__all__ = ["CompiledConfig", "RunnerSpec", "path_beside"]
+
+
+def path_beside(config_file: str | Path, configured: str | None, default: str) -> Path:
+    """A file of the config at ``config_file``: ``configured``, else ``default``; a relative
+    path is relative to the config file's directory, so that the service and the commands
+    that read its files find the same ones from any working directory."""
+    path = Path(configured).expanduser() if configured else Path(default)
+    return path if path.is_absolute() else Path(config_file).parent / path
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,14 @@ class CompiledConfig:
     triggers: Mapping[str, Trigger[Any]]
     services: Mapping[str, Service[Any]]
     env: Mapping[str, str]
+
+    def file_beside(self, configured: str | None, default: str) -> Path | None:
+        """:func:`path_beside` for this config; None when nothing is configured and the
+        config is text with no file (and so no directory)."""
+        config_file = Path(self.loaded.source.file)
+        if configured is None and not config_file.is_file():
+            return None
+        return path_beside(config_file, configured, default)
 
     def without_load_state(self) -> CompiledConfig:
         """The same config without what only loading needed: the source map and the runner

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from open_ticket_ai.core.compiled import CompiledConfig
+from open_ticket_ai.core.compiled import CompiledConfig, path_beside
 from open_ticket_ai.core.pipes.records import Action, ActionKind, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeStatus
 from open_ticket_ai.core.secrets import SECRETS
@@ -885,10 +885,7 @@ def ledger_file_of(compiled: CompiledConfig) -> Path | None:
     settings = compiled.loaded.config.orchestrator.ledger
     if not settings.enabled:
         return None
-    config_file = Path(compiled.loaded.source.file)
-    if settings.path is None and not config_file.is_file():
-        return None
-    return ledger_path_of(config_file, settings.path)
+    return compiled.file_beside(settings.path, DEFAULT_LEDGER_PATH)
 
 
 def open_ledger(
@@ -931,8 +928,7 @@ def ledger_path_of(config_file: Path, configured: str | None) -> Path:
     ``orchestrator.ledger.path``), else :data:`DEFAULT_LEDGER_PATH`; a relative path is
     relative to the config file's directory, so the service and ``otai runs`` find the same
     file from any working directory."""
-    path = Path(configured).expanduser() if configured else Path(DEFAULT_LEDGER_PATH)
-    return path if path.is_absolute() else Path(config_file).parent / path
+    return path_beside(config_file, configured, DEFAULT_LEDGER_PATH)
 
 
 # -- the writer ---------------------------------------------------------------------------

@@ -204,11 +204,7 @@ def state_file_of(compiled: CompiledConfig) -> Path | None:
     configured = compiled.loaded.config.orchestrator.state_path
     if configured is False:
         return None
-    config_file = Path(compiled.loaded.source.file)
-    if configured is None and not config_file.is_file():
-        return None
-    path = Path(configured).expanduser() if configured else Path(DEFAULT_STATE_PATH)
-    return path if path.is_absolute() else config_file.parent / path
+    return compiled.file_beside(configured, DEFAULT_STATE_PATH)
 
 
 def holder_of(state_path: str | os.PathLike[str]) -> int | None:
