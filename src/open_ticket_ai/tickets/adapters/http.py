@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from open_ticket_ai import AnswerLostError, TicketNotFoundError, TicketSystemError
+from open_ticket_ai import AnswerLostError, Note, TicketNotFoundError, TicketSystemError
 from open_ticket_ai.core.secrets import SECRETS
 
-__all__ = ["HelpdeskClient", "write_once"]
+__all__ = ["HelpdeskClient", "new_note", "write_once"]
 
 _T = TypeVar("_T")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -113,7 +113,7 @@ class HelpdeskClient:
             self._answered(method, status, started)
             if status in _RETRY_STATUSES:
                 if not safe and status not in _NOT_TAKEN:
-                    excerpt = SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
+                    excerpt = _excerpt(response)
                     raise AnswerLostError(
                         f"{call} answered {status}: {excerpt}; the helpdesk may have applied it",
                         status=status,
@@ -152,7 +152,7 @@ class HelpdeskClient:
         if status == 404 and not_found is not None:
             raise TicketNotFoundError(f"{call}: {not_found}", status=status)
         if status >= 400:
-            excerpt = SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
+            excerpt = _excerpt(response)
             tries = f" after {attempt} attempts" if attempt > 1 else ""
             raise TicketSystemError(f"{call} answered {status}{tries}: {excerpt}", status=status)
         if not response.content:
@@ -160,11 +160,37 @@ class HelpdeskClient:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            excerpt = SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
+            excerpt = _excerpt(response)
             raise TicketSystemError(
                 f"{call} answered {status} with a body that is not JSON: {excerpt}",
                 status=status,
             ) from None
+
+
+def _excerpt(response: httpx.Response) -> str:
+    """The start of an answer's text, on one line, without the configured secrets."""
+    return SECRETS.redact(" ".join(response.text.split())[:_EXCERPT])
+
+
+def new_note(
+    notes: list[Note],
+    note: Note,
+    known: set[str | None],
+    *,
+    strip: bool = False,
+    subject: bool = True,
+) -> Note | None:
+    """The note among ``notes`` (oldest first) that adding ``note`` made, the newest such:
+    one whose id is not among ``known`` (the ids before it was sent), with the same body
+    (``strip``: but for surrounding whitespace, for helpdesks that trim it) and, with
+    ``subject``, the same subject. How an adapter tells whether a lost note landed."""
+    body = note.body.strip() if strip else note.body
+    for added in reversed(notes):
+        if added.id in known or (added.body.strip() if strip else added.body) != body:
+            continue
+        if not subject or added.subject == note.subject:
+            return added
+    return None
 
 
 async def write_once(

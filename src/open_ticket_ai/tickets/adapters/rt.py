@@ -27,7 +27,7 @@ from open_ticket_ai import (
     TicketSystemError,
 )
 from open_ticket_ai.tickets.adapters.conventions import check_time_zone, parse_priority_map
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient, write_once
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient, new_note, write_once
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "RequestTrackerParams", "RequestTrackerTicketSystem"]
@@ -334,7 +334,7 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
         comment = {"Subject": note.subject, "Content": note.body, "ContentType": "text/plain"}
         known = {n.id for n in await self.notes(ticket_id)}
 
-        async def send() -> bool:
+        async def send() -> Note:
             try:
                 await self._call("POST", f"/ticket/{key}/comment", json_body=comment)
             except AnswerLostError:
@@ -344,31 +344,19 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
                 if exc.status == 400 and not await self._tickets(f"id = {key}", limit=1):
                     raise TicketNotFoundError(f"{self._label}: no ticket {ticket_id!r}") from None
                 raise
-            return True
-
-        async def landed() -> bool | None:
-            return True if await self._added(ticket_id, note, known) is not None else None
-
-        await write_once(send, landed, attempts=self.params.retries + 1)
-        # REST2 tells the new transaction's id only in a Location header: find the comment.
-        added = await self._added(ticket_id, note, known)
-        if added is not None:
+            # REST2 tells the new transaction's id only in a Location header: find it.
+            added = await landed()
+            if added is None:
+                raise TicketSystemError(
+                    f"{self._label}: POST /ticket/{key}/comment was accepted, but the comment "
+                    "is not in the ticket's history"
+                )
             return added
-        raise TicketSystemError(
-            f"{self._label}: POST /ticket/{key}/comment was accepted, but the comment is not "
-            "in the ticket's history"
-        )
 
-    async def _added(self, ticket_id: str, note: Note, known: set[str | None]) -> Note | None:
-        """The comment ``note`` added since the notes ``known`` were read, if any."""
-        for added in reversed(await self.notes(ticket_id)):
-            if (
-                added.id not in known
-                and added.body.strip() == note.body.strip()
-                and added.subject == note.subject
-            ):
-                return added
-        return None
+        async def landed() -> Note | None:
+            return new_note(await self.notes(ticket_id), note, known, strip=True)
+
+        return await write_once(send, landed, attempts=self.params.retries + 1)
 
     async def notes(self, ticket_id: str) -> list[Note]:
         history = await self._history([int(self._key(ticket_id))], ["Create", "Comment"])

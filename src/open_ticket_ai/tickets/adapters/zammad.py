@@ -21,7 +21,7 @@ from open_ticket_ai import (
     TicketSystemError,
 )
 from open_ticket_ai.tickets.adapters.conventions import parse_priority_map, priority_of
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient, write_once
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient, new_note, write_once
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "ZammadParams", "ZammadTicketSystem", "priority_of"]
@@ -305,7 +305,7 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
             return _note(article)
 
         async def landed() -> Note | None:
-            return _added(await self.notes(key), note, known)
+            return new_note(await self.notes(key), note, known)
 
         return await write_once(send, landed, attempts=self.params.retries + 1)
 
@@ -322,14 +322,6 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
 
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
-def _added(notes: list[Note], note: Note, known: set[str | None]) -> Note | None:
-    """The note among ``notes`` that adding ``note`` made (not one of ``known``), if any."""
-    for added in reversed(notes):
-        if added.id not in known and added.body == note.body and added.subject == note.subject:
-            return added
-    return None
 
 
 def _note(article: dict[str, Any]) -> Note:

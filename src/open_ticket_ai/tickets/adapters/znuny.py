@@ -31,7 +31,7 @@ from open_ticket_ai.tickets.adapters.conventions import (
     parse_priority_map,
     priority_of,
 )
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient, write_once
+from open_ticket_ai.tickets.adapters.http import HelpdeskClient, new_note, write_once
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_ROUTES", "ZnunyParams", "ZnunyTicketSystem", "priority_of"]
@@ -341,10 +341,7 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
             return Note(id=str(answer.get("ArticleID", "")), subject=note.subject, body=note.body)
 
         async def landed() -> Note | None:
-            for added in reversed(await self.notes(key)):
-                if added.id not in known and added.body == note.body:
-                    return added
-            return None
+            return new_note(await self.notes(key), note, known, subject=False)
 
         return await write_once(send, landed, attempts=self.params.retries + 1)
 
