@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
@@ -61,9 +61,6 @@ MAX_HEAD_BYTES = 16_384
 HEAD_TIMEOUT = 10.0
 """Seconds a client has to send a whole request head once it started one: a client that
 trickles its head byte by byte (slowloris) is cut off then, however active it looks."""
-
-_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-"""Methods the routes accept, to answer a wrong one with the project's JSON 405."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -182,15 +179,17 @@ class Listener:
         """The operator's console (``orchestrator.http.console: true``)."""
         self.app = Starlette(
             routes=[
-                Route("/livez", self._livez, methods=_ANY_METHOD),
-                Route("/readyz", self._readyz, methods=_ANY_METHOD),
-                Route("/metrics", self._metrics, methods=_ANY_METHOD),
+                Route("/livez", self._livez),
+                Route("/readyz", self._readyz),
+                Route("/metrics", self._metrics),
                 *(self.console.routes() if self.console is not None else ()),
-                Mount("", app=self._legacy),
             ],
             middleware=self.console.middleware if self.console is not None else None,
             exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
         )
+        # What no route above matches (not even by path, which would be a 405) goes to the
+        # routes of :class:`Routes`.
+        self.app.router.default = self._legacy
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
 
@@ -265,13 +264,9 @@ class Listener:
         await self.app(scope, receive, send)
 
     async def _livez(self, request: Request) -> Response:
-        if request.method != "GET":
-            return JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
         return JSONResponse({"status": "ok"})
 
     async def _readyz(self, request: Request) -> Response:
-        if request.method != "GET":
-            return JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
         reason = self.control.readiness()
         if reason is None:
             return JSONResponse({"status": "ready"})
@@ -280,8 +275,6 @@ class Listener:
     async def _metrics(self, request: Request) -> Response:
         if self.metrics is None:
             return JSONResponse({"error": "metrics are off: set orchestrator.http.metrics"}, 404)
-        if request.method != "GET":
-            return JSONResponse({"error": "use GET"}, status_code=405, headers={"allow": "GET"})
         token = self._routes.token
         if token is not None and not bearer_matches(request.headers.get("authorization"), token):
             return JSONResponse(
