@@ -34,8 +34,10 @@ from starlette.staticfiles import StaticFiles
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.durations import format_duration
+from open_ticket_ai.core.pipes.records import Action
 from open_ticket_ai.core.secrets import SECRETS
 from open_ticket_ai.http.console.auth import LoginLimiter, Users, csrf_matches, new_csrf_token
+from open_ticket_ai.http.routes import resolve_token
 from open_ticket_ai.runtime.events import (
     ConsoleLogin,
     ConsoleLoginFailed,
@@ -45,7 +47,7 @@ from open_ticket_ai.runtime.events import (
     RunnerResumed,
     RunOutcome,
 )
-from open_ticket_ai.runtime.ledger import LedgerError, SqliteLedgerStore
+from open_ticket_ai.runtime.ledger import DecisionEntry, LedgerError, SqliteLedgerStore
 from open_ticket_ai.runtime.review import CorrectionError
 
 if TYPE_CHECKING:
@@ -69,8 +71,6 @@ LIVE_BACKLOG = 50
 def console_secret(configured: str | None, env: dict[str, str] | Any) -> str:
     """The key that signs session cookies: ``console_secret`` (rendered like the token when it
     is a template), else a random one for this process."""
-    from open_ticket_ai.http.routes import resolve_token
-
     secret = resolve_token(configured, env)
     return secret or secrets.token_urlsafe(32)
 
@@ -238,8 +238,9 @@ class Console:
         if (refused := self._login_first(request)) is not None:
             return refused
         since = time.time() - 86400
-        counts = (await self._read(lambda s: s.counts(since=since))) or {}
-        recent = (await self._read(lambda s: s.runs(limit=200))) or []
+        counts, recent = (
+            await self._read(lambda s: (s.counts(since=since), s.runs(limit=200)))
+        ) or ({}, [])
         durations: dict[str, list[float]] = {}
         for record in reversed(recent):
             durations.setdefault(record.runner, []).append(record.duration)
@@ -313,8 +314,7 @@ class Console:
     async def tickets_page(self, request: Request) -> Response:
         if (refused := self._login_first(request)) is not None:
             return refused
-        entries = (await self._read(lambda s: s.decisions(limit=100))) or []
-        done = (await self._read(lambda s: _actions_of(s, [e.run_id for e in entries]))) or {}
+        entries, done = (await self._read(_decisions_and_actions)) or ([], {})
         links: dict[str, str] = {}
         for entry in entries:
             ticket = entry.decision.ticket_id
@@ -451,13 +451,17 @@ def _live(event: Event) -> dict[str, Any]:
     return {"runner": getattr(event, "runner", None), "by": getattr(event, "by", "")}
 
 
-def _actions_of(store: SqliteLedgerStore, run_ids: list[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for run_id in dict.fromkeys(run_ids):
+def _decisions_and_actions(
+    store: SqliteLedgerStore,
+) -> tuple[list[DecisionEntry], dict[str, tuple[Action, ...]]]:
+    """The newest decisions, and the actions of the runs that made them, by run id."""
+    entries = store.decisions(limit=100)
+    found: dict[str, tuple[Action, ...]] = {}
+    for run_id in dict.fromkeys(entry.run_id for entry in entries):
         record = store.run(run_id)
         if record is not None:
             found[run_id] = record.actions
-    return found
+    return entries, found
 
 
 def _when(value: float | None) -> str:
