@@ -60,15 +60,13 @@ class RunnerStats:
             outcome = ended.outcome
             duration = ended.duration
             self.runs += 1
-            if kind is RunFinished:
-                pass
-            elif kind is RunCancelled:
+            if kind is RunCancelled:
                 self.cancelled += 1
             elif kind is RunStuck:
                 self.stuck += 1
-            elif outcome is RunOutcome.FAILED:
-                self.failures += 1
-            if kind is not RunCancelled and kind is not RunStuck:
+            else:
+                if outcome is RunOutcome.FAILED:
+                    self.failures += 1
                 self.total_seconds += duration
                 if duration > self.max_seconds:
                     self.max_seconds = duration
