@@ -68,7 +68,6 @@ __all__ = [
     "Event",
     "EventBus",
     "HelpdeskRequest",
-    "HttpConnectionFailed",
     "HttpRequestFailed",
     "HttpRequestServed",
     "LedgerFailed",
@@ -982,20 +981,6 @@ class HttpRequestFailed(Event):
 
     def fields(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path}
-
-
-@record
-class HttpConnectionFailed(Event):
-    name: ClassVar[str] = HTTP_REQUEST
-    level: ClassVar[int] = logging.ERROR
-    error: BaseException = field(compare=False)
-
-    @property
-    def exc(self) -> BaseException | None:
-        return self.error
-
-    def message(self) -> str:
-        return f"HTTP connection failed: {self.error}"
 
 
 # -- summaries -------------------------------------------------------------------------------
