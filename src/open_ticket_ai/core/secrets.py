@@ -10,10 +10,11 @@ formatters, the run ledger and ``otai run --once`` pass what they write through
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, SecretStr
 
@@ -64,7 +65,7 @@ def secrets_of(params: BaseModel) -> list[str]:
     """The secret values in a params model: SecretStr fields, and string fields whose name
     says secret (token, secret, password, api_key, credential), nested models included."""
     found: list[str] = []
-    for name in type(params).model_fields:
+    for name in _candidates(type(params)):
         value: Any = getattr(params, name, None)
         if isinstance(value, SecretStr):
             found.append(value.get_secret_value())
@@ -73,3 +74,23 @@ def secrets_of(params: BaseModel) -> list[str]:
         elif isinstance(value, BaseModel):
             found.extend(secrets_of(value))
     return found
+
+
+@functools.cache
+def _candidates(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that may hold a secret: named like one, or typed as a
+    SecretStr or a model (which may hold one). Asked once per class, so that building
+    10,000 runners whose params hold none costs a look-up each."""
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if _SECRET_NAME.search(name) or _may_hold(field.annotation)
+    )
+
+
+def _may_hold(annotation: Any) -> bool:
+    if annotation is Any or annotation is object:
+        return True
+    if isinstance(annotation, type):
+        return issubclass(annotation, SecretStr | BaseModel)
+    return any(_may_hold(arg) for arg in get_args(annotation))
