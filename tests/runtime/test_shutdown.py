@@ -377,3 +377,48 @@ def test_a_signal_while_a_service_hangs_stops_the_service_in_bounded_time(
     assert (abandoned["service"], abandoned["stage"]) == ("desk", stage)
     if stage == "opening":
         assert not otai.find("run.started")
+
+
+STUBBORN_PLUGIN = '''
+import asyncio
+
+from open_ticket_ai import Pipe, PipeResult
+
+
+class StubbornPipe(Pipe):
+    """Swallows every cancellation and sleeps on: a run that never ends by itself."""
+
+    async def process(self, ctx):
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+'''
+
+
+@pytest.mark.parametrize("once", [False, True], ids=["serve", "once"])
+def test_a_run_that_ignores_cancellation_does_not_hang_the_exit(tmp_path: Path, once: bool) -> None:
+    (tmp_path / "stubbornmod.py").write_text(STUBBORN_PLUGIN)
+    runner = {
+        "id": "stubborn",
+        "on": [{"id": "tick", "params": {"milliseconds": 100}}],
+        "run": {"id": "hold", "use": "stubbornmod:StubbornPipe"},
+    }
+    path = tmp_path / "stubborn.yml"
+    path.write_text(
+        yaml.safe_dump({"orchestrator": {"cancel_timeout": "0.5s", "runners": [runner]}})
+    )
+    args = ("--once", "stubborn") if once else ()
+
+    with OtaiProcess(
+        "run", *args, str(path), *JSON, "--shutdown-timeout", "0.3s", pythonpath=tmp_path
+    ) as otai:
+        otai.wait_for_event("run.started", runner="stubborn", timeout=15)
+        sent = otai.send_signal(signal.SIGTERM)
+        # drain 0.3 s + cancel 0.5 s + 1 s, with room for a loaded machine
+        code = exit_within(otai, sent, seconds=4.0)
+
+    assert code == (1 if once else 0), otai.log_text()
+    [stopping] = [e for e in otai.find("orchestrator.stopping") if "stubborn" in e]
+    assert stopping["stubborn"] == ["stubborn"]

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine
 from typing import Any
 
 import click
@@ -147,7 +148,7 @@ def run(
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
     try:
-        code = asyncio.run(_serve(orchestrator, once))
+        code = run_bounded(_serve(orchestrator, once), grace=orchestrator.cancel_timeout)
     except OpenTicketAIError as exc:
         logging.getLogger("open_ticket_ai").error("%s", exc)
         code = 1
@@ -158,6 +159,33 @@ def run(
         sys.stdout.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def run_bounded(main: Coroutine[Any, Any, int], *, grace: float) -> int:
+    """``asyncio.run``, except that tasks left over at the end get ``grace`` seconds to end
+    after their cancellation, not forever: a run that swallows cancellations must not keep
+    the process from exiting (the orchestrator already reported it as abandoned)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=grace))
+            for task in left:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    loop.call_exception_handler(
+                        {"message": "task failed at shutdown", "exception": task.exception()}
+                    )
+            with contextlib.suppress(TimeoutError):
+                loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), grace))
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 class _WorkerPool(ThreadPoolExecutor):

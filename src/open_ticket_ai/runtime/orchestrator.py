@@ -12,6 +12,7 @@ from typing import Any
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.factory import CompiledConfig
+from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.memory import freeze_long_lived, tune_for_service
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads
@@ -84,7 +85,7 @@ class Orchestrator:
         compiled: CompiledConfig,
         *,
         shutdown_timeout: float | None = None,
-        cancel_timeout: float = 5.0,
+        cancel_timeout: float | None = None,
         lateness_probe: Callable[[float], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
         wall_step: float = WALL_CLOCK_STEP,
@@ -103,7 +104,7 @@ class Orchestrator:
         self.shutdown_timeout = (
             settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         )
-        self.cancel_timeout = cancel_timeout
+        self.cancel_timeout = settings.cancel_timeout if cancel_timeout is None else cancel_timeout
         self.lateness_probe = lateness_probe
         self.wall_clock = wall_clock
         """The wall clock of ``clock = "wall"`` triggers (injectable for tests)."""
@@ -130,7 +131,7 @@ class Orchestrator:
                 env=compiled.env,
                 bus=self.bus,
                 slots=slots,
-                stuck_grace=cancel_timeout,
+                stuck_grace=self.cancel_timeout,
                 dry_run=dry_run,
                 wall_clock=wall_clock,
                 first_run=numbers.get(spec.id, 1),
@@ -210,6 +211,10 @@ class Orchestrator:
             self.close()
         if task.cancelled():
             return PipeResult.failure("cancelled at shutdown")
+        if not task.done():
+            return PipeResult.failure(
+                f"ignored cancellation for {format_duration(self.cancel_timeout)}: abandoned"
+            )
         return task.result()
 
     async def run(self) -> int:

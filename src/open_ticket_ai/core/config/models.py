@@ -174,6 +174,10 @@ class OrchestratorConfig(_ConfigModel):
     runners: list[RunnerDefinition] = Field(default_factory=list)
     max_concurrent_runs: int | None = Field(default=None, ge=1)
     shutdown_timeout: Duration = Field(30.0, ge=0)
+    """How long running executions may finish after a stop request before they are cancelled."""
+    cancel_timeout: Duration = Field(5.0, gt=0)
+    """How long a cancelled execution may take to end; one that ignores cancellation longer
+    is abandoned (logged with its runner) and the process exits without it."""
     http: HttpListenerConfig | None = None
     """Start the HTTP listener (it also starts, with defaults, when a trigger needs it)."""
     state_path: str | Literal[False] | None = None
