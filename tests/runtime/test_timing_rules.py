@@ -283,6 +283,73 @@ async def test_a_run_ignoring_its_timeout_is_reported_stuck_and_abandoned(
     assert not events_named(caplog, "run.finished")  # a stray's late end is no success
 
 
+@pytest.mark.usefixtures("virtual_timing")
+async def test_items_and_steps_after_the_run_deadline_are_skipped_counted_and_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "open_ticket_ai")
+    orch = orchestrator(
+        """
+        runners:
+          - id: slow
+            deadline: 4m30s
+            on: [{id: hourly, params: {hours: 1}}]
+            run:
+              id: all
+              steps:
+                - id: each
+                  for_each: "{{ range(10) | list }}"
+                  use: "PIPES:SleepPipe"
+                  params: {seconds: 60}
+                - id: after
+                  use: "PIPES:SleepPipe"
+        """
+    )
+    main = asyncio.create_task(orch.run())
+    await asyncio.sleep(0.02)
+    assert orch.fire("hourly")[0].started
+    runner = orch.runners["slow"]
+    await until(lambda: runner.last_result is not None, within=3600)
+    orch.request_stop()
+    assert await main == 0
+    # Items 0-4 ran 60 s each; item 5 would begin after the deadline: it and the rest do not,
+    # nor does the step after the loop.
+    assert [end for _, end, _ in SleepPipe.log].count("end") == 5
+    [failed] = events_named(caplog, "run.failed")
+    assert failed["error"] == "passed its deadline of 4m30s: 6 steps or items not started"
+    each = runner.last_result
+    assert each is not None and each.failed
+    assert runner.stats.failures == 1
+
+
+@pytest.mark.usefixtures("virtual_timing")
+async def test_a_run_within_its_deadline_is_untouched_and_false_turns_it_off() -> None:
+    orch = orchestrator(
+        """
+        runners:
+          - id: quick
+            on: [{id: hourly, params: {hours: 1}}]
+            run: {id: p, use: "PIPES:SleepPipe", params: {seconds: 500}}
+          - id: unbounded
+            deadline: false
+            on: [hourly]
+            run:
+              id: all
+              steps:
+                - {id: a, use: "PIPES:SleepPipe", params: {seconds: 900}}
+                - {id: b, use: "PIPES:SleepPipe"}
+        """
+    )
+    main = asyncio.create_task(orch.run())
+    await asyncio.sleep(0.02)
+    orch.fire("hourly")
+    await until(lambda: len(SleepPipe.log) == 6, within=3600)
+    orch.request_stop()
+    assert await main == 0
+    assert orch.runners["quick"].last_result.succeeded  # type: ignore[union-attr]
+    assert orch.runners["unbounded"].last_result.succeeded  # type: ignore[union-attr]
+
+
 async def test_the_watchdog_names_the_runner_and_step_blocking_the_loop(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -78,16 +78,61 @@ async def test_a_write_refused_with_503_is_sent_again_after_retry_after(
     assert len(server.hits("/notes")) == 2
 
 
-async def test_retry_after_is_bounded_by_the_timeout(server: HttpServer) -> None:
+async def test_a_retry_after_beyond_the_call_deadline_fails_at_once_saying_so(
+    server: HttpServer,
+) -> None:
     server.respond(
         "/t", Reply(429, text="slow down", headers={"Retry-After": "3600"}), Reply(200, json={})
     )
-    desk = HelpdeskClient("desk", server.url, retries=1, backoff=0.0, timeout=0.2)
+    desk = HelpdeskClient("desk", server.url, retries=1, backoff=0.0, call_timeout=2.0)
     started = time.monotonic()
     try:
-        assert await desk.request("GET", "/t") == {}
+        with pytest.raises(TicketSystemError, match=r"asked to wait 1h.*2s \(call_timeout\)"):
+            await desk.request("GET", "/t")
     finally:
         await desk.close()
+    assert time.monotonic() - started < 1.0
+    assert len(server.hits("/t")) == 1
+
+
+async def test_a_hung_helpdesk_costs_a_call_at_most_its_call_timeout(server: HttpServer) -> None:
+    server.respond("/t", Reply(200, json={}, delay=5.0))
+    desk = HelpdeskClient("desk", server.url, retries=10, backoff=0.0, timeout=0.3, call_timeout=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TicketSystemError, match=r"the most its 1s \(call_timeout\) allows"):
+            await desk.request("GET", "/t")
+    finally:
+        await desk.close()
+    assert time.monotonic() - started < 2.5
+    assert 2 <= len(server.hits("/t")) <= 4  # 0.3 s attempts within 1 s, not 11 of them
+
+
+async def test_an_answer_dripped_byte_by_byte_cannot_outlast_the_call_timeout() -> None:
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                writer.write(bytes([byte]))  # each byte well within the read timeout
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    dripper = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = dripper.sockets[0].getsockname()[1]
+    desk = HelpdeskClient(
+        "desk", f"http://127.0.0.1:{port}", retries=0, timeout=0.5, call_timeout=1.0
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(TicketSystemError, match=r"no complete answer within 1s"):
+            await desk.request("GET", "/t")
+    finally:
+        await desk.close()
+        dripper.close()
     assert time.monotonic() - started < 2.0
 
 

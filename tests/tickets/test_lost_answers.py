@@ -1,11 +1,12 @@
-"""The fault matrix: a note added through each adapter while a fault-injecting proxy on
-127.0.0.1 loses the helpdesk's answer after the helpdesk saved it (a 500, the connection
-closed, the answer cut mid-way, a read timeout). Request Tracker runs live behind the proxy;
-Zammad and Znuny are their loopback fakes. Every cell: exactly one note, and add_note returns
-it."""
+"""The fault matrix: a note added, and a ticket opened, through each adapter while a
+fault-injecting proxy on 127.0.0.1 loses the helpdesk's answer after the helpdesk saved it (a
+500, the connection closed, the answer cut mid-way, a read timeout). Request Tracker runs live
+behind the proxy; Zammad and Znuny are their loopback fakes. Every cell: exactly one note (or
+ticket), and the call returns it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,7 +20,8 @@ from tests.tickets.rt_server import RtServer, rt_server  # noqa: F401 (rt_server
 from open_ticket_ai.tickets.adapters.rt import RequestTrackerParams, RequestTrackerTicketSystem
 from open_ticket_ai.tickets.adapters.zammad import ZammadParams, ZammadTicketSystem
 from open_ticket_ai.tickets.adapters.znuny import ZnunyParams, ZnunyTicketSystem
-from open_ticket_ai.tickets.models import NewTicket, Note
+from open_ticket_ai.tickets.models import NewTicket, Note, TicketSearch
+from open_ticket_ai.tickets.pipes import create_once
 from open_ticket_ai.tickets.system import TicketSystem
 
 TIMEOUT = 1.0
@@ -111,3 +113,32 @@ async def test_a_note_whose_answer_was_lost_is_added_once(
     assert len(faulted) == 1, "the fault was never triggered: the test proves nothing"
     assert len(notes) == 1, f"{adapter} after {mode}: {len(notes)} notes"
     assert added.body.strip() == note.body
+
+
+CREATE_ROUTES = {
+    "zammad": re.compile(r"/tickets(\?|$)"),
+    "znuny": re.compile(r"/Ticket(\?|$)"),
+    "rt": re.compile(r"/ticket(\?|$)"),
+}
+
+
+@pytest.mark.parametrize("mode", FAULT_MODES)
+@pytest.mark.parametrize("adapter", ["zammad", "znuny", "rt"])
+async def test_a_ticket_whose_creation_answer_was_lost_is_opened_once(
+    request: pytest.FixtureRequest, adapter: str, mode: str
+) -> None:
+    url, make, _, _ = request.getfixturevalue(adapter)
+    subject = f"created once {mode} {request.node.name}"
+    new = NewTicket(subject=subject, body="printer on fire", queue="Incoming")
+    with FaultProxy(url, hold=TIMEOUT * 2) as proxy:
+        proxy.inject(mode, method="POST", path=CREATE_ROUTES[adapter])
+        async with opened(make(proxy.url)) as behind:
+            created = await create_once(behind, new, f"test-{adapter}-{mode}")
+        faulted = [hit for hit in proxy.hits if hit.fault is not None]
+    async with opened(make(url)) as direct:
+        found = await direct.search(TicketSearch(queue="Incoming", limit=1000))
+    same = [t for t in found if t.subject == subject]
+    assert len(faulted) == 1, "the fault was never triggered: the test proves nothing"
+    assert len(same) == 1, f"{adapter} after {mode}: {len(same)} tickets"
+    assert created.id == same[0].id
+    assert f"[otai:test-{adapter}-{mode}]" in created.body

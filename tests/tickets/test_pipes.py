@@ -215,3 +215,55 @@ async def test_create_ticket_from_fields_and_from_a_whole_ticket(tmp_path: Path)
         ("Billing", Priority.NORMAL),
         ("Incoming", Priority.LOW),
     ]
+
+
+async def test_a_created_ticket_carries_its_idempotency_key(tmp_path: Path) -> None:
+    db = tmp_path / "helpdesk.sqlite"
+    steps = """
+    - id: default
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, subject: Same, body: text, queue: Incoming}
+    - id: again
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, subject: Same, body: text, queue: Incoming}
+    - id: other
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, subject: Other, queue: Incoming}
+    - id: named
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, subject: Named, queue: Incoming, idempotency_key: mail-42}
+    """
+    orch = Orchestrator(build(parse_config(config(db, steps))))
+    ended: list[object] = []
+    orch.bus.subscribe(ended.append, name="test")
+    result = await orch.run_once("route")
+    assert result.succeeded
+    [run] = [e for e in ended if getattr(e, "results", None)]
+    keys = {step: run.results[step].data["key"] for step in ("default", "again", "other", "named")}  # type: ignore[attr-defined]
+    assert keys["default"] == keys["again"] != keys["other"]
+    assert keys["default"].startswith("ticket-") and keys["named"] == "mail-42"
+    bodies = {
+        ticket.subject: ticket.body
+        for ticket in await _search(db, TicketSearch(queue="Incoming", limit=10))
+    }
+    assert bodies["Named"] == "[otai:mail-42]"
+    assert bodies["Same"] == f"text\n\n[otai:{keys['default']}]"
+
+
+async def _search(db: Path, criteria: TicketSearch) -> list[object]:
+    system = SqliteTicketSystem(SqliteParams(path=str(db)))
+    await system.open()
+    try:
+        return list(await system.search(criteria))
+    finally:
+        await system.close()
+
+
+def test_an_idempotency_key_with_spaces_is_refused_at_load(tmp_path: Path) -> None:
+    steps = """
+    - id: bad
+      use: CreateTicketPipe
+      params: {ticket_system: helpdesk, subject: S, queue: Q, idempotency_key: "has space"}
+    """
+    with pytest.raises(ConfigError, match="idempotency_key"):
+        build(parse_config(config(tmp_path / "h.sqlite", steps)))

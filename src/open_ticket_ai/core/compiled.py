@@ -37,6 +37,8 @@ class RunnerSpec:
     """``skip`` a fire while running, or ``queue_one`` (at most one waiting)."""
     timeout: float | None = None
     """Seconds a run may take before it is cancelled and recorded as timed out."""
+    deadline: float | None = None
+    """Seconds after which no new step or ``for_each`` item of a run begins."""
     starting_deadline: float | None = None
     """With persisted state: how late a fire missed while down may still be caught up."""
 

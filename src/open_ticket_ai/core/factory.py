@@ -109,6 +109,7 @@ class RenderableFactory:
                         pipeline,
                         overlap=runner.overlap,
                         timeout=runner.timeout,
+                        deadline=runner.deadline,
                         starting_deadline=runner.starting_deadline,
                     )
                 )

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
-from open_ticket_ai.core.factory import CompiledConfig
 from open_ticket_ai.core.durations import format_duration
+from open_ticket_ai.core.factory import CompiledConfig
 from open_ticket_ai.core.memory import freeze_long_lived, tune_for_service
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.pipes.run import TriggerRef, worker_threads

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from open_ticket_ai.core.durations import format_duration
-from open_ticket_ai.core.pipes.records import RunJournal
+from open_ticket_ai.core.pipes.records import RunDeadline, RunJournal
 from open_ticket_ai.core.pipes.result import PipeResult, PipeStatus
 from open_ticket_ai.core.pipes.run import RunContext, TriggerRef, execute_pipe
 from open_ticket_ai.core.services import Service
@@ -271,7 +271,12 @@ class PipeRunner:
         run_id = self.run_id
         assert run_id is not None
         CURRENT_RUNNER.set(self.id)  # the run's own task: its context ends with it
-        journal = RunJournal.recording(dry_run=self._dry_run)
+        limit = self.spec.deadline
+        deadline = None
+        if limit is not None:
+            clock = asyncio.get_running_loop().time
+            deadline = RunDeadline(clock() + limit, limit, clock)
+        journal = RunJournal.recording(dry_run=self._dry_run, deadline=deadline)
         started = _Run(
             runner=self.id,
             trigger=trigger,
@@ -316,6 +321,8 @@ class PipeRunner:
             result, timed_out = await self._run_with_timeout(run, started, self._timeout)
             if self.abandoned and asyncio.current_task() in self.abandoned:
                 return result  # the runner moved on: this run's end changes nothing
+        if deadline is not None and deadline.skipped and not timed_out:
+            result = _past_deadline(result, deadline)
         self.last_result = result
         now = time.monotonic()
         results = run.results
@@ -454,6 +461,18 @@ class _Run:
             dry_run=self.dry_run,
             **extra,
         )
+
+
+def _past_deadline(result: PipeResult, deadline: RunDeadline) -> PipeResult:
+    """The run's result when steps or items were not started for its deadline: a failure
+    that says how many (and what failed besides)."""
+    message = (
+        f"passed its deadline of {format_duration(deadline.limit)}: "
+        f"{deadline.skipped} steps or items not started"
+    )
+    if result.failed:
+        message += f"; {result.message}"
+    return PipeResult.failure(message, result.data, result.error)
 
 
 def _timed_out(timeout: float) -> PipeResult:

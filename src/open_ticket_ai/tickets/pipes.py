@@ -1,9 +1,10 @@
-"""Ticket pipes: fetch tickets, update them, add internal notes: each safe to run twice."""
+"""Ticket pipes: fetch, update and open tickets, add internal notes: none applied twice."""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -24,6 +25,7 @@ from open_ticket_ai import (
     TicketSearch,
     TicketSystem,
 )
+from open_ticket_ai.tickets.adapters.http import write_once
 from open_ticket_ai.tickets.models import Priority, parse_priority
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "CreateTicketPipe",
     "FetchTicketsPipe",
     "UpdateTicketPipe",
+    "create_once",
     "ticket_data",
 ]
 
@@ -162,6 +165,7 @@ class UpdateTicketPipe(Pipe[UpdateParams]):
 
 
 MARKER_PREFIX = "[otai:"
+MARKER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class NoteParams(ParamsModel):
@@ -169,7 +173,7 @@ class NoteParams(ParamsModel):
     ticket_id: str = Field(min_length=1)
     body: str = Field(min_length=1)
     subject: str = "open-ticket-ai"
-    marker: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    marker: str | None = Field(default=None, pattern=MARKER_PATTERN)
     """Identifies this note: a ticket gets at most one note per marker. Default: a hash of
     the body, so the same note is never added twice."""
 
@@ -215,13 +219,55 @@ class CreateParams(ParamsModel):
     queue: str | None = None
     priority: Priority | None = None
     requester: str | None = None
+    idempotency_key: str | None = Field(default=None, pattern=MARKER_PATTERN)
+    """Identifies the ticket this step opens, written into its first article as
+    ``[otai:KEY]``: when the helpdesk's answer to the creation is lost, the ticket is looked
+    for by it, and created again only if it is not there. Default: a hash of the ticket's
+    fields."""
 
     _priority = field_validator("priority", mode="before")(parse_priority)
 
 
+LOOKBACK = timedelta(hours=1)
+"""How far back a lost creation is looked for (the helpdesk's clock may differ from ours)."""
+_PAGE = 100
+_PAGES = 10
+
+
+async def create_once(system: TicketSystem[Any], ticket: NewTicket, key: str) -> Ticket:
+    """Open ``ticket`` with the marker ``[otai:KEY]`` ending its body, once: when the answer
+    is lost (AnswerLostError), the queue's tickets updated since just before are searched
+    for the marker, and the ticket is created again only if none has it."""
+    tag = f"{MARKER_PREFIX}{key}]"
+    marked = ticket.model_copy(update={"body": f"{ticket.body}\n\n{tag}" if ticket.body else tag})
+    since = datetime.now(UTC) - LOOKBACK
+
+    async def landed() -> Ticket | None:
+        for page in range(_PAGES):
+            criteria = TicketSearch(
+                queue=ticket.queue, updated_since=since, limit=_PAGE, offset=page * _PAGE
+            )
+            found = await system.search(criteria)
+            for candidate in found:
+                if tag in candidate.body:
+                    return candidate
+            if len(found) < _PAGE:
+                break
+        return None
+
+    return await write_once(lambda: system.create(marked), landed)
+
+
+def creation_key(ticket: NewTicket) -> str:
+    """The default idempotency key of a ticket: a hash of its fields."""
+    fields = json.dumps(ticket.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "ticket-" + hashlib.sha256(fields.encode()).hexdigest()[:16]
+
+
 class CreateTicketPipe(Pipe[CreateParams]):
-    """Opens a ticket. ``data.value`` is the new ticket. Recorded as an action; in a dry run
-    it is recorded and not opened (``data.value`` then has no ``id``)."""
+    """Opens a ticket, once (see ``idempotency_key``). ``data.value`` is the new ticket,
+    ``data.key`` its idempotency key. Recorded as an action; in a dry run it is recorded and
+    not opened (``data.value`` then has no ``id``)."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
@@ -238,12 +284,13 @@ class CreateTicketPipe(Pipe[CreateParams]):
                 priority=p.priority,
                 requester=p.requester,
             )
+        key = p.idempotency_key or creation_key(new)
         if ctx.dry_run:
             ctx.record_action(Action.ticket_created(None, p.ticket_system, new.subject))
             return PipeResult.success(
-                {"value": {**new.model_dump(mode="json"), "id": None}},
+                {"value": {**new.model_dump(mode="json"), "id": None}, "key": key},
                 "dry run: no ticket created",
             )
-        created = await system.create(new)
+        created = await create_once(system, new, key)
         ctx.record_action(Action.ticket_created(created.id, p.ticket_system, new.subject))
-        return PipeResult.success({"value": ticket_data(created)})
+        return PipeResult.success({"value": ticket_data(created), "key": key})

@@ -98,6 +98,18 @@ class RunnerDefinition(_ConfigModel):
     """A fire while the runner still runs: ``skip`` it, or keep at most one waiting."""
     timeout: Duration | None = Field(default=None, gt=0)
     """The longest a run may take; it is then cancelled and recorded as timed out."""
+    deadline: Duration | None = Field(600.0, gt=0)
+    """After this long no new step or ``for_each`` item of a run begins: those left are
+    skipped and counted, and the run fails saying so (a step already running goes on; see
+    ``timeout`` to cancel it). ``false``: no deadline."""
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _no_deadline(cls, value: Any) -> Any:
+        if value is True:
+            raise ValueError("give a duration, or false for no deadline")
+        return None if value is False else value
+
     starting_deadline: Duration | None = Field(default=None, gt=0)
     """With ``state_path``: how late an overdue fire may still be caught up after a restart."""
 

@@ -9,7 +9,7 @@ stores them with the run, the summary line counts them, and ``otai runs`` shows 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "Decision",
+    "RunDeadline",
     "RunJournal",
     "StepReport",
     "redact_url",
@@ -166,12 +167,26 @@ class StepReport(NamedTuple):
     items: tuple[PipeStatus, ...] = ()
 
 
-class RunJournal:
-    """What one run did, as it goes: its steps, actions and decisions, and whether it is a
-    dry run. ``for_each`` iterations share the actions and decisions of their run; their
-    own steps are summed up in the ``for_each`` step's ``items``."""
+class RunDeadline:
+    """A run's deadline: once ``clock()`` (the event loop's) reaches ``at`` no new step or
+    ``for_each`` item begins; each one that does not is counted in ``skipped``."""
 
-    __slots__ = ("actions", "decisions", "dry_run", "steps")
+    __slots__ = ("at", "clock", "limit", "skipped")
+
+    def __init__(self, at: float, limit: float, clock: Callable[[], float]) -> None:
+        self.at = at
+        self.clock = clock
+        self.limit = limit
+        """The run's allowance in seconds (for messages)."""
+        self.skipped = 0
+
+
+class RunJournal:
+    """What one run did, as it goes: its steps, actions and decisions, whether it is a dry
+    run, and its deadline. ``for_each`` iterations share the actions, decisions and deadline
+    of their run; their own steps are summed up in the ``for_each`` step's ``items``."""
+
+    __slots__ = ("actions", "deadline", "decisions", "dry_run", "steps")
 
     def __init__(
         self,
@@ -180,25 +195,33 @@ class RunJournal:
         actions: list[Action] | None = None,
         decisions: list[Decision] | None = None,
         steps: list[StepReport] | None = None,
+        deadline: RunDeadline | None = None,
     ) -> None:
         self.dry_run = dry_run
         self.actions: list[Action] = actions if actions is not None else []
         self.decisions: list[Decision] = decisions if decisions is not None else []
         self.steps: list[StepReport] | None = steps
         """None where steps are not recorded (inside a ``for_each`` iteration)."""
+        self.deadline = deadline
 
     @classmethod
-    def recording(cls, *, dry_run: bool = False) -> RunJournal:
+    def recording(cls, *, dry_run: bool = False, deadline: RunDeadline | None = None) -> RunJournal:
         """The journal of a whole run: its steps are recorded."""
         journal = cls.__new__(cls)
         journal.dry_run = dry_run
         journal.actions = []
         journal.decisions = []
         journal.steps = []
+        journal.deadline = deadline
         return journal
 
     def for_items(self) -> RunJournal:
-        return RunJournal(dry_run=self.dry_run, actions=self.actions, decisions=self.decisions)
+        return RunJournal(
+            dry_run=self.dry_run,
+            actions=self.actions,
+            decisions=self.decisions,
+            deadline=self.deadline,
+        )
 
 
 _SECRET_PARAM = re.compile(r"pass|secret|token|key|auth|sig|session|credential", re.IGNORECASE)

@@ -143,6 +143,7 @@ class PipeContext:
 
 
 _NO_PARENT: Mapping[str, Any] = {}
+_LATE = "not started: the run's deadline of {} had passed"
 _new_tuple = tuple.__new__
 _FAILED = PipeStatus.FAILED
 
@@ -162,7 +163,15 @@ async def execute_pipe(
 
 
 async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -> PipeResult:
-    started = time.monotonic() if run.journal.steps is not None else 0.0
+    journal = run.journal
+    deadline = journal.deadline
+    if deadline is not None and deadline.clock() >= deadline.at:
+        deadline.skipped += 1
+        late = PipeResult.skip(_LATE.format(format_duration(deadline.limit)))
+        run.results[spec.id] = late
+        _report(run, spec, late, 0.0, 0)
+        return late
+    started = time.monotonic() if journal.steps is not None else 0.0
     params = spec.static_params
     raw = spec.static_raw
     if params is None or raw is None or spec.depends_on or spec.condition is not None:
@@ -247,7 +256,16 @@ async def _for_each(
     items = list(items)
     outcomes: list[dict[str, Any]] = []
     first_failure: tuple[int, PipeResult] | None = None
+    deadline = run.journal.deadline
     for index, item in enumerate(items):
+        if deadline is not None and deadline.clock() >= deadline.at:
+            late = _LATE.format(format_duration(deadline.limit))
+            deadline.skipped += len(items) - index
+            outcomes.extend(
+                {"index": i, "status": PipeStatus.SKIPPED, "message": late, "data": {}, "steps": {}}
+                for i in range(index, len(items))
+            )
+            break
         child = run.for_item(item, index, len(items))
         result = await _execute(spec, child, parent)
         steps = {

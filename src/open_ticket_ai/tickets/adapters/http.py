@@ -6,7 +6,7 @@ reached the helpdesk (the connection was refused or never opened) or the helpdes
 not take it (429, 503); any other failure after it was sent raises
 :class:`~open_ticket_ai.AnswerLostError`, and the adapter checks whether the write landed
 before it tries again (:func:`write_once`). ``Retry-After`` on 429 and 503 is honoured, within
-the client's timeout."""
+the call's deadline (``call_timeout``)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,20 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import Field
 
-from open_ticket_ai import AnswerLostError, Note, TicketNotFoundError, TicketSystemError
+from open_ticket_ai import (
+    AnswerLostError,
+    Duration,
+    Note,
+    ParamsModel,
+    TicketNotFoundError,
+    TicketSystemError,
+)
+from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.secrets import SECRETS
 
-__all__ = ["HelpdeskClient", "new_note", "write_once"]
+__all__ = ["HelpdeskClient", "HelpdeskParams", "new_note", "write_once"]
 
 _T = TypeVar("_T")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -41,6 +50,8 @@ class HelpdeskClient:
     5xx answers (and 429), connection errors and timeouts are retried ``retries`` times with
     exponential backoff; a 4xx answer raises TicketSystemError at once with the system's own
     message; 404 raises TicketNotFoundError. Every message names the system and the call.
+    Each attempt may take ``timeout`` seconds, and one call ``call_timeout`` in all,
+    retries and their pauses included: a hung helpdesk costs a run at most that per call.
     """
 
     def __init__(
@@ -50,7 +61,8 @@ class HelpdeskClient:
         *,
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
-        timeout: float = 30.0,
+        timeout: float = 10.0,
+        call_timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
         verify: bool = True,
@@ -62,6 +74,8 @@ class HelpdeskClient:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
+        self.call_timeout = call_timeout
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
@@ -90,24 +104,41 @@ class HelpdeskClient:
         is not is never retried once it may have been applied (AnswerLostError)."""
         call = f"{self.system}: {method} {path}"
         safe = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
+        deadline = time.monotonic() + self.call_timeout
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
+            left = deadline - time.monotonic()
             try:
-                response = await self._client.request(method, path, params=params, json=json_body)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                # httpx bounds each phase (connect, each read) by ``timeout``; this bounds the
+                # whole call, so that a helpdesk dripping its answer cannot hold it longer.
+                async with asyncio.timeout(left):
+                    response = await self._client.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json_body,
+                        timeout=left if left < self.timeout else httpx.USE_CLIENT_DEFAULT,
+                    )
+            except (TimeoutError, httpx.TimeoutException, httpx.TransportError) as exc:
                 self._answered(method, 0, started)
+                reason = _reason(exc, self.call_timeout)
                 if not safe and not isinstance(exc, _NOT_SENT):
                     raise AnswerLostError(
-                        f"{call}: the answer was lost ({type(exc).__name__}: {exc}); the "
-                        "helpdesk may have applied it"
+                        f"{call}: the answer was lost ({reason}); the helpdesk may have applied it"
                     ) from exc
+                pause = self.backoff * 2 ** (attempt - 1)
                 if attempt > self.retries:
                     raise TicketSystemError(
-                        f"{call} failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                        f"{call} failed after {attempt} attempts: {reason}"
                     ) from exc
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                if not self._time_for(pause, deadline):
+                    raise TicketSystemError(
+                        f"{call} failed after {attempt} attempts, the most its "
+                        f"{format_duration(self.call_timeout)} (call_timeout) allows: {reason}"
+                    ) from exc
+                await asyncio.sleep(pause)
                 continue
             status = response.status_code
             self._answered(method, status, started)
@@ -119,18 +150,30 @@ class HelpdeskClient:
                         status=status,
                     )
                 if attempt <= self.retries:
-                    await asyncio.sleep(self._pause(response, attempt))
-                    continue
+                    pause = self._pause(response, attempt)
+                    if self._time_for(pause, deadline):
+                        await asyncio.sleep(pause)
+                        continue
+                    raise TicketSystemError(
+                        f"{call} answered {status} (asked to wait {format_duration(pause)}), "
+                        f"and {format_duration(self.call_timeout)} (call_timeout) leaves no "
+                        f"time for attempt {attempt + 1}: {_excerpt(response)}",
+                        status=status,
+                    )
             return self._decode(call, response, not_found, attempt)
 
+    @staticmethod
+    def _time_for(pause: float, deadline: float) -> bool:
+        """Whether an attempt can still begin after ``pause``, before the call's deadline."""
+        return time.monotonic() + pause < deadline
+
     def _pause(self, response: httpx.Response, attempt: int) -> float:
-        """Seconds before the next attempt: ``Retry-After`` when the helpdesk gives one (at
-        most the client's timeout), else exponential backoff."""
+        """Seconds before the next attempt: ``Retry-After`` when the helpdesk gives one, else
+        exponential backoff."""
         backoff = float(self.backoff * 2 ** (attempt - 1))
         header = response.headers.get("retry-after")
         if not header:
             return backoff
-        limit = float(self._client.timeout.read or 30.0)
         try:
             wait = float(header)
         except ValueError:
@@ -138,7 +181,7 @@ class HelpdeskClient:
                 wait = parsedate_to_datetime(header).timestamp() - time.time()
             except (TypeError, ValueError, IndexError):
                 return backoff
-        return float(min(max(wait, 0.0), limit))
+        return max(wait, 0.0)
 
     def _answered(self, method: str, status: int, started: float) -> None:
         if self._on_response is not None:
@@ -165,6 +208,49 @@ class HelpdeskClient:
                 f"{call} answered {status} with a body that is not JSON: {excerpt}",
                 status=status,
             ) from None
+
+
+class HelpdeskParams(ParamsModel):
+    """How a helpdesk adapter talks HTTP: its timeouts, retries and TLS check."""
+
+    timeout: Duration = Field(10.0, gt=0)
+    """How long one attempt may wait to connect, and for each part of the answer."""
+    call_timeout: Duration = Field(30.0, gt=0)
+    """The longest one call may take, its retries and their pauses included: a hung
+    helpdesk costs a run at most this per call."""
+    retries: int = Field(3, ge=0, le=10)
+    """How often a 5xx answer, a timeout or a lost connection is retried."""
+    retry_backoff: float = Field(0.5, ge=0)
+    verify_tls: bool = True
+
+    def client(
+        self,
+        system: str,
+        base_url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        on_response: Callable[[str, int, float], None] | None = None,
+    ) -> HelpdeskClient:
+        """The client these settings describe, for ``system`` at ``base_url``."""
+        return HelpdeskClient(
+            system,
+            base_url,
+            headers=headers,
+            auth=auth,
+            timeout=self.timeout,
+            call_timeout=self.call_timeout,
+            retries=self.retries,
+            backoff=self.retry_backoff,
+            verify=self.verify_tls,
+            on_response=on_response,
+        )
+
+
+def _reason(exc: BaseException, limit: float) -> str:
+    if isinstance(exc, TimeoutError):  # the call's deadline
+        return f"no complete answer within {format_duration(limit)} (call_timeout)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _excerpt(response: httpx.Response) -> str:

@@ -18,7 +18,6 @@ from open_ticket_ai import (
     AnswerLostError,
     NewTicket,
     Note,
-    ParamsModel,
     Ticket,
     TicketChanges,
     TicketNotFoundError,
@@ -27,7 +26,12 @@ from open_ticket_ai import (
     TicketSystemError,
 )
 from open_ticket_ai.tickets.adapters.conventions import check_time_zone, parse_priority_map
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient, new_note, write_once
+from open_ticket_ai.tickets.adapters.http import (
+    HelpdeskClient,
+    HelpdeskParams,
+    new_note,
+    write_once,
+)
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "RequestTrackerParams", "RequestTrackerTicketSystem"]
@@ -38,7 +42,7 @@ _PAGE = 100  # REST2 never sends more items per page
 _UNSET = "1970-01-01T00:00:00Z"  # how REST2 spells a date that is not set
 
 
-class RequestTrackerParams(ParamsModel):
+class RequestTrackerParams(HelpdeskParams):
     """Where RT is and how to log in: an auth ``token`` or ``username`` and ``password``."""
 
     url: str = Field(min_length=1)
@@ -47,11 +51,6 @@ class RequestTrackerParams(ParamsModel):
     """An auth token (RT: Logged in as > Settings > Auth Tokens)."""
     username: str | None = None
     password: SecretStr | None = None
-    timeout: float = Field(30.0, gt=0)
-    retries: int = Field(3, ge=0, le=10)
-    """How often a 5xx answer, a timeout or a lost connection is retried."""
-    retry_backoff: float = Field(0.5, ge=0)
-    verify_tls: bool = True
     priority_map: dict[Priority, int] = Field(default_factory=dict)
     """Unified priority (1-5 or its name) -> RT's number; unnamed levels keep the defaults
     10, 30, 50, 70, 90. RT's numbers read back as the level mapped nearest to them."""
@@ -134,15 +133,11 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
             params = self.params
             token = params.token.get_secret_value() if params.token else None
             password = params.password.get_secret_value() if params.password else ""
-            self._client = HelpdeskClient(
+            self._client = self.params.client(
                 self._label,
                 params.url.rstrip("/") + "/REST/2.0",
                 headers={"Authorization": f"token {token}"} if token else None,
                 auth=None if token else (params.username or "", password),
-                timeout=params.timeout,
-                retries=params.retries,
-                backoff=params.retry_backoff,
-                verify=params.verify_tls,
                 on_response=self.answered,
             )
 

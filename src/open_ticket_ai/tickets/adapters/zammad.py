@@ -12,7 +12,6 @@ from pydantic import Field, SecretStr, field_validator
 from open_ticket_ai import (
     NewTicket,
     Note,
-    ParamsModel,
     Ticket,
     TicketChanges,
     TicketNotFoundError,
@@ -21,7 +20,12 @@ from open_ticket_ai import (
     TicketSystemError,
 )
 from open_ticket_ai.tickets.adapters.conventions import parse_priority_map, priority_of
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient, new_note, write_once
+from open_ticket_ai.tickets.adapters.http import (
+    HelpdeskClient,
+    HelpdeskParams,
+    new_note,
+    write_once,
+)
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_PRIORITIES", "ZammadParams", "ZammadTicketSystem", "priority_of"]
@@ -52,18 +56,13 @@ _BUILT_IN_NAMES = (
 _BUILT_IN = frozenset(_BUILT_IN_NAMES.split())
 
 
-class ZammadParams(ParamsModel):
+class ZammadParams(HelpdeskParams):
     """Where Zammad is, the token to use, and how this instance names things."""
 
     url: str = Field(min_length=1)
     """The Zammad instance, e.g. ``https://helpdesk.example.com`` (``/api/v1`` is added)."""
     token: SecretStr = Field(min_length=1)
     """An API access token of an agent (permission ``ticket.agent``)."""
-    timeout: float = Field(30.0, gt=0)
-    retries: int = Field(3, ge=0, le=10)
-    """How often a 5xx answer, a timeout or a lost connection is retried."""
-    retry_backoff: float = Field(0.5, ge=0)
-    verify_tls: bool = True
     priority_map: dict[Priority, str] = Field(default_factory=dict)
     """Unified priority (1-5 or its name) -> Zammad priority name; unnamed levels keep the
     defaults (very low and low: ``1 low``, ``2 normal``, high and very high: ``3 high``)."""
@@ -98,14 +97,10 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
     async def open(self) -> None:
         if self._client is None:
             token = self.params.token.get_secret_value()
-            self._client = HelpdeskClient(
+            self._client = self.params.client(
                 self._label,
                 self._base,
                 headers={"Authorization": f"Token token={token}"},
-                timeout=self.params.timeout,
-                retries=self.params.retries,
-                backoff=self.params.retry_backoff,
-                verify=self.params.verify_tls,
                 on_response=self.answered,
             )
 

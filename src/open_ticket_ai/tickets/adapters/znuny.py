@@ -18,7 +18,6 @@ from pydantic import Field, SecretStr, field_validator
 from open_ticket_ai import (
     NewTicket,
     Note,
-    ParamsModel,
     Ticket,
     TicketChanges,
     TicketNotFoundError,
@@ -31,7 +30,12 @@ from open_ticket_ai.tickets.adapters.conventions import (
     parse_priority_map,
     priority_of,
 )
-from open_ticket_ai.tickets.adapters.http import HelpdeskClient, new_note, write_once
+from open_ticket_ai.tickets.adapters.http import (
+    HelpdeskClient,
+    HelpdeskParams,
+    new_note,
+    write_once,
+)
 from open_ticket_ai.tickets.models import Priority
 
 __all__ = ["DEFAULT_ROUTES", "ZnunyParams", "ZnunyTicketSystem", "priority_of"]
@@ -51,7 +55,7 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _GET_MANY = 50  # ticket ids in one TicketGet
 
 
-class ZnunyParams(ParamsModel):
+class ZnunyParams(HelpdeskParams):
     """Where the web service is, whom to log in as, and how this system names things."""
 
     url: str = Field(min_length=1)
@@ -63,11 +67,6 @@ class ZnunyParams(ParamsModel):
     """``session`` trades UserLogin and Password for a SessionID once (SessionCreate, a POST)
     and sends that, renewing it when it expires; ``password`` sends both with every call,
     which puts the password in the query string of GET routes (and web server logs)."""
-    timeout: float = Field(30.0, gt=0)
-    retries: int = Field(3, ge=0, le=10)
-    """How often a 5xx answer, a timeout or a lost connection is retried."""
-    retry_backoff: float = Field(0.5, ge=0)
-    verify_tls: bool = True
     routes: dict[Operation, tuple[Literal["GET", "POST", "PUT", "PATCH"], str]] = Field(
         default_factory=dict
     )
@@ -111,13 +110,9 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
 
     async def open(self) -> None:
         if self._client is None:
-            self._client = HelpdeskClient(
+            self._client = self.params.client(
                 self._label,
                 self.params.url,
-                timeout=self.params.timeout,
-                retries=self.params.retries,
-                backoff=self.params.retry_backoff,
-                verify=self.params.verify_tls,
                 on_response=self.answered,
             )
 
