@@ -4,12 +4,17 @@ connection cap and the listen address."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import ValidationError
 from tests.http.test_listener import config, raw, start, stop
 from tests.support.http_server import HttpServer
+from tests.support.otai_process import OtaiProcess
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
 
@@ -169,3 +174,46 @@ async def test_a_head_trickled_byte_by_byte_is_cut_off_at_its_deadline(
             assert (await client.get("/health")).status_code == 200
     finally:
         await stop(instance, main)
+
+
+SITE_LIMIT = """
+import resource
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+"""
+
+
+def test_out_of_file_descriptors_the_accept_error_is_logged_once_a_minute(
+    tmp_path: Path,
+) -> None:
+    # A process allowed 48 descriptors, held open by 80 idle connections: asyncio's accept
+    # loop fails every second. Each failure reaches the log at most once a minute.
+    (tmp_path / "sitecustomize.py").write_text(SITE_LIMIT)
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "orchestrator:\n"
+        "  state_path: false\n"
+        "  ledger: false\n"
+        "  http: {port: 0, token: t, max_connections: 1000, head_timeout: 60s}\n"
+        "  runners:\n"
+        "    - id: r\n"
+        "      on: [{id: tick, params: {seconds: 30}}]\n"
+        "      run: {id: p, use: ExpressionPipe, params: {expression: 1}}\n"
+    )
+    held: list[socket.socket] = []
+    with OtaiProcess("run", str(path), "--log-format", "json", pythonpath=tmp_path) as otai:
+        port = otai.wait_for_event("orchestrator.listening", timeout=15)["port"]
+        try:
+            for _ in range(80):
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(4.5)  # four or five failed accept rounds
+            otai.send_signal(signal.SIGTERM)
+            code = otai.wait(15)
+        finally:
+            for sock in held:
+                sock.close()
+    assert code == 0, otai.log_text()
+    errors = [e for e in otai.find("loop.error") if "accept" in e["problem"]]
+    assert len(errors) == 1, otai.log_text()
+    raw_lines = [line for line in otai.other_lines if "out of system resource" in line]
+    assert raw_lines == []

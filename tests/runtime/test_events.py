@@ -31,6 +31,7 @@ from open_ticket_ai.runtime.events import (
     SkipReason,
     summarise,
 )
+from open_ticket_ai.runtime.watchdog import LoopErrorReporter
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "open_ticket_ai"
 
@@ -341,3 +342,28 @@ def test_data_cannot_forge_a_text_log_line() -> None:
     assert "\r" not in line
     assert "\x1b" not in line
     assert "Invoice\\n2026-01-01T00:00:00.000Z ERROR" in line
+
+
+def test_the_loop_error_reporter_reports_each_problem_once_a_minute_with_the_count() -> None:
+    now = [0.0]
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.subscribe(seen.append)
+    reporter = LoopErrorReporter(bus, clock=lambda: now[0])
+    loop = asyncio.new_event_loop()
+    try:
+        accept = {"message": "socket.accept() out of system resource", "exception": OSError(24)}
+        for second in range(130):  # asyncio retries a failed accept every second
+            now[0] = float(second)
+            reporter(loop, accept)
+        reporter(loop, {"message": "Task exception was never retrieved"})
+    finally:
+        loop.close()
+    problems = [(e.problem, e.repeated) for e in seen]  # type: ignore[attr-defined]
+    assert problems == [
+        ("socket.accept() out of system resource", 0),
+        ("socket.accept() out of system resource", 59),
+        ("socket.accept() out of system resource", 59),
+        ("Task exception was never retrieved", 0),
+    ]
+    assert "59 more since the last report" in seen[1].message()

@@ -10,6 +10,7 @@ import logging
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -159,6 +160,96 @@ async def test_a_wall_clock_step_fires_what_is_due_once(caplog: pytest.LogCaptur
     orch.request_stop()
     assert await main == 0
     assert runner.stats.runs == 2
+
+
+class SteppedWall:
+    """A wall clock running with the (virtual) loop, ``offset`` seconds off it: add to the
+    offset to step it."""
+
+    def __init__(self, at: datetime) -> None:
+        self.base = at.timestamp() - asyncio.get_running_loop().time()
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self.base + asyncio.get_running_loop().time() + self.offset
+
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self(), UTC)
+
+
+def cron_orchestrator(cron: str, wall: SteppedWall) -> Orchestrator:
+    return orchestrator(
+        f"""
+        runners:
+          - id: cron
+            on: [{{id: c, use: CronTrigger, params: {{cron: "{cron}", timezone: UTC}}}}]
+            run: {{id: p, use: "PIPES:SleepPipe"}}
+        """,
+        wall_clock=wall,
+    )
+
+
+@pytest.mark.usefixtures("virtual_timing")
+async def test_a_backward_step_does_not_silence_a_frequent_cron_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "open_ticket_ai")
+    wall = SteppedWall(datetime(2026, 6, 1, 10, 0, 0, tzinfo=UTC))
+    orch = cron_orchestrator("*/5 * * * * *", wall)
+    runner = orch.runners["cron"]
+    main = asyncio.create_task(orch.run())
+    await asyncio.sleep(12)
+    before = runner.stats.runs
+    assert before == 2
+    wall.offset -= 2 * 3600  # an NTP correction: two hours back
+    await asyncio.sleep(30)
+    orch.request_stop()
+    assert await main == 0
+    assert runner.stats.runs - before >= 5  # it goes on every 5 s from the new time
+    [stepped] = events_named(caplog, "clock.stepped")
+    assert -7210 < stepped["step_s"] < -7190  # type: ignore[operator]
+
+
+@pytest.mark.usefixtures("virtual_timing")
+async def test_a_forward_step_over_a_fixed_time_runs_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "open_ticket_ai")
+    wall = SteppedWall(datetime(2026, 6, 1, 10, 0, 0, tzinfo=UTC))
+    orch = cron_orchestrator("30 10 * * *", wall)
+    runner = orch.runners["cron"]
+    main = asyncio.create_task(orch.run())
+    await asyncio.sleep(60)
+    wall.offset += 3600  # 10:01 -> 11:01, over 10:30
+    await asyncio.sleep(120)
+    orch.request_stop()
+    assert await main == 0
+    assert runner.stats.runs == 1  # Debian runs it; a late fire would be counted missed
+    assert runner.stats.missed == 0
+    assert len(events_named(caplog, "clock.stepped")) == 1
+
+
+@pytest.mark.usefixtures("virtual_timing")
+@pytest.mark.parametrize(
+    ("back", "again"),
+    [pytest.param(3600, 0, id="1h-like-dst"), pytest.param(5 * 3600, 1, id="5h-wild")],
+)
+async def test_a_backward_step_after_a_fixed_time_ran_follows_debian(
+    back: float, again: int
+) -> None:
+    wall = SteppedWall(datetime(2026, 6, 1, 10, 29, 0, tzinfo=UTC))
+    orch = cron_orchestrator("30 10 * * *", wall)
+    runner = orch.runners["cron"]
+    main = asyncio.create_task(orch.run())
+    await until(lambda: runner.stats.runs == 1, within=120)
+    await asyncio.sleep(60)
+    wall.offset -= back  # back before 10:30
+    await asyncio.sleep(back + 120)  # the clock passes 10:30 again
+    orch.request_stop()
+    assert await main == 0
+    # Up to 3 h back is a daylight-saving change to Debian: what ran does not run again; a
+    # larger step is the clock set right, and the schedule goes on from the new time.
+    assert runner.stats.runs == 1 + again
 
 
 @pytest.mark.usefixtures("virtual_timing")
@@ -318,7 +409,8 @@ async def test_items_and_steps_after_the_run_deadline_are_skipped_counted_and_re
     [failed] = events_named(caplog, "run.failed")
     assert failed["error"] == "passed its deadline of 4m30s: 6 steps or items not started"
     each = runner.last_result
-    assert each is not None and each.failed
+    assert each is not None
+    assert each.failed
     assert runner.stats.failures == 1
 
 

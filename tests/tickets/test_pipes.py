@@ -241,7 +241,8 @@ async def test_a_created_ticket_carries_its_idempotency_key(tmp_path: Path) -> N
     [run] = [e for e in ended if getattr(e, "results", None)]
     keys = {step: run.results[step].data["key"] for step in ("default", "again", "other", "named")}  # type: ignore[attr-defined]
     assert keys["default"] == keys["again"] != keys["other"]
-    assert keys["default"].startswith("ticket-") and keys["named"] == "mail-42"
+    assert keys["default"].startswith("ticket-")
+    assert keys["named"] == "mail-42"
     bodies = {
         ticket.subject: ticket.body
         for ticket in await _search(db, TicketSearch(queue="Incoming", limit=10))

@@ -31,12 +31,14 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = [
+    "CLOCK_STEPPED",
     "CONSOLE_LOGIN",
     "CONSOLE_LOGIN_FAILED",
     "DECISION_CORRECTED",
     "HELPDESK_REQUEST",
     "HTTP_REQUEST",
     "LOOP_BLOCKED",
+    "LOOP_ERROR",
     "ORCHESTRATOR_LISTENING",
     "ORCHESTRATOR_READY",
     "ORCHESTRATOR_STOPPED",
@@ -62,6 +64,7 @@ __all__ = [
     "TRIGGER_REFUSED",
     "WEBHOOK_REPLAYED",
     "WEBHOOK_UNAUTHORIZED",
+    "ClockStepped",
     "ConsoleLogin",
     "ConsoleLoginFailed",
     "DecisionCorrected",
@@ -74,6 +77,7 @@ __all__ = [
     "ListenerStarted",
     "LogSubscriber",
     "LoopBlocked",
+    "LoopError",
     "OrchestratorCancelling",
     "OrchestratorDraining",
     "OrchestratorReady",
@@ -125,6 +129,7 @@ RUN_STUCK = "run.stuck"
 TRIGGER_REFUSED = "trigger.refused"
 TRIGGER_FAILED = "trigger.failed"
 LOOP_BLOCKED = "loop.blocked"
+LOOP_ERROR = "loop.error"
 SERVICE_CLOSE_FAILED = "service.close_failed"
 ORCHESTRATOR_READY = "orchestrator.ready"
 ORCHESTRATOR_LISTENING = "orchestrator.listening"
@@ -140,6 +145,7 @@ RUNNER_RESUMED = "runner.resumed"
 DECISION_CORRECTED = "decision.corrected"
 HELPDESK_REQUEST = "helpdesk.request"
 SCHEDULE_RESET = "schedule.reset"
+CLOCK_STEPPED = "clock.stepped"
 SERVICE_ABANDONED = "service.abandoned"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
@@ -577,6 +583,27 @@ class WebhookReplayed(_WebhookRefused):
 
 
 @record
+class ClockStepped(Event):
+    """The wall clock moved more than a minute more (or less) than the time that passed: an
+    NTP correction, someone setting the clock, a resume from suspend. Wall-clock triggers
+    (cron) then act as Debian's cron does; see docs/scheduling.md."""
+
+    name: ClassVar[str] = CLOCK_STEPPED
+    level: ClassVar[int] = logging.WARNING
+    step: float
+    """Seconds: positive forward, negative back."""
+
+    def message(self) -> str:
+        size = format_duration(abs(self.step))
+        if self.step > 0:
+            return f"the wall clock jumped forward by {size}: cron fires it skipped run once"
+        return f"the wall clock was set back by {size}: cron fires that already ran do not repeat"
+
+    def fields(self) -> dict[str, Any]:
+        return {"step_s": round(self.step, 3)}
+
+
+@record
 class ScheduleReset(Event):
     """A grid restored from the state file started in the future (the wall clock is behind
     the one that wrote it): it is replaced by a grid starting now, instead of a silence until
@@ -708,6 +735,34 @@ class DecisionCorrected(Event):
 
 
 # -- the process -----------------------------------------------------------------------------
+
+
+@record
+class LoopError(Event):
+    """An error the event loop reported itself (asyncio's exception handler): a failed
+    ``accept()`` when the process is out of file descriptors, a callback that raised, a
+    task's exception never retrieved. The same message is reported at most once a minute,
+    with how often it came meanwhile."""
+
+    name: ClassVar[str] = LOOP_ERROR
+    level: ClassVar[int] = logging.ERROR
+    problem: str
+    error: BaseException | None = field(default=None, compare=False, repr=False)
+    repeated: int = 0
+    """How often the same problem came since it was last reported (and was not logged)."""
+
+    @property
+    def exc(self) -> BaseException | None:
+        return self.error
+
+    def message(self) -> str:
+        more = f" ({self.repeated} more since the last report)" if self.repeated else ""
+        if self.error is None:
+            return f"event loop: {self.problem}{more}"
+        return f"event loop: {self.problem}: {type(self.error).__name__}: {self.error}{more}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"problem": self.problem, "repeated": self.repeated}
 
 
 @record

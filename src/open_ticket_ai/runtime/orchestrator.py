@@ -63,7 +63,7 @@ from open_ticket_ai.runtime.scheduler import WALL_CLOCK_STEP, Schedule, Schedule
 from open_ticket_ai.runtime.service_lifecycle import ServicesOpen, StoppedWhileOpening
 from open_ticket_ai.runtime.state import StateStore, state_file_of
 from open_ticket_ai.runtime.stats import COUNTED
-from open_ticket_ai.runtime.watchdog import LoopWatchdog
+from open_ticket_ai.runtime.watchdog import LoopErrorReporter, LoopWatchdog
 from open_ticket_ai.tickets.system import TicketSystem
 
 __all__ = ["Orchestrator"]
@@ -221,11 +221,15 @@ class Orchestrator:
         """Run until stopped (or, when every runner is one-time, until they finish).
 
         Returns the exit code: 0, or 1 when one-time runners alone ran and one failed."""
+        loop = asyncio.get_running_loop()
+        errors = LoopErrorReporter(self.bus)
+        errors.install(loop)
         try:
             if self.watchdog is not None:
                 self.watchdog.start()
             return await self._run()
         finally:
+            errors.uninstall(loop)
             if self.watchdog is not None:
                 self.watchdog.stop()
             await self._close_ledger()

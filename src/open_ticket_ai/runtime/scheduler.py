@@ -29,14 +29,20 @@ from typing import Any
 from open_ticket_ai.core.pipes.run import TriggerRef
 from open_ticket_ai.core.triggers.base import TimeTrigger
 from open_ticket_ai.core.triggers.timing import Timing, overdue, resolve, spread_phase, timing_of
-from open_ticket_ai.runtime.events import Event, RunCatchUp, ScheduleReset
+from open_ticket_ai.runtime.events import ClockStepped, Event, RunCatchUp, ScheduleReset
 from open_ticket_ai.runtime.runner import PipeRunner
 from open_ticket_ai.runtime.state import StateStore
 
 __all__ = ["WALL_CLOCK_STEP", "Schedule", "Scheduler", "signature"]
 
-WALL_CLOCK_STEP = 60.0
-"""Wall-clock schedules sleep at most this long before re-checking the clock."""
+WALL_CLOCK_STEP = 15.0
+"""Wall-clock schedules sleep at most this long before re-checking the clock (well inside
+the default ``max_lateness`` of a minute, so a fire crossed early in a sleep is not late)."""
+STEP_REPORTED = 60.0
+"""A wall clock that moved this much more (or less) than the monotonic one was stepped."""
+WILD_STEP = 3 * 3600.0
+"""Steps up to this size are treated as Debian's cron treats daylight-saving changes; larger
+ones as its "wild" jumps (a clock set right): the schedule goes on from the new time."""
 
 
 class Schedule:
@@ -55,6 +61,7 @@ class Schedule:
 
     __slots__ = (
         "_loop",
+        "checked",
         "clock",
         "due",
         "handle",
@@ -62,6 +69,7 @@ class Schedule:
         "key",
         "max_lateness",
         "on_missed",
+        "on_step",
         "phase",
         "point",
         "probe",
@@ -90,6 +98,7 @@ class Schedule:
         probe: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
         wall_time: Callable[[], float] = time.time,
+        on_step: Callable[[float], None] | None = None,
     ) -> None:
         self.key = key
         self.trigger = trigger
@@ -112,6 +121,10 @@ class Schedule:
         self.due = 0.0
         """When that point fires here: ``point + phase + jitter``."""
         self.handle: asyncio.TimerHandle | None = None
+        self.on_step = on_step
+        """Told of a wall-clock step this schedule noticed (its size in seconds)."""
+        self.checked = (0.0, 0.0)
+        """The loop's time and the wall clock when the schedule last went to sleep."""
 
     def arm(self, point: float | None) -> None:
         """Wait for grid point ``point`` (None: never)."""
@@ -168,12 +181,40 @@ class Schedule:
         self.place(decided.following)
         return (decided.point if decided.fire else None), lateness, decided.missed
 
+    def _stepped_back(self, now: float, step: float) -> None:
+        """The wall clock went back by ``-step``: as Debian's cron, a fixed-time fire that
+        already happened waits for its next time (within 3 hours, a daylight-saving change);
+        otherwise the schedule goes on from the new time, not silent until the clock catches
+        up with the point it waited for."""
+        if self.trigger.fixed_time and -step <= WILD_STEP:
+            return
+        self.place(self.trigger.next_fire_after(now - self.phase, self.start))
+
+    def _stepped_forward(self, now: float) -> tuple[float | None, float, int]:
+        """The wall clock jumped forward by up to 3 hours over due points: the latest runs
+        once, however late, as Debian's cron runs what a daylight-saving change skipped; the
+        others are counted missed. (After a larger jump only what is due now runs.)"""
+        point = self.point
+        assert point is not None
+        decided = resolve(
+            self.trigger,
+            point,
+            now - self.phase - self.jitter,
+            self.start,
+            lateness=now - self.due,
+            max_lateness=None,
+        )
+        self.place(decided.following)
+        return decided.point, now - self.due, decided.missed
+
     def _wait(self) -> None:
         if self.point is None:
             self.handle = None
         elif self.wall:
             assert self.clock is not None
-            delay = min(max(self.due - self.clock(), 0.0), self.wall_step)
+            wall = self.clock()
+            self.checked = (self._loop.time(), wall)
+            delay = min(max(self.due - wall, 0.0), self.wall_step)
             self.handle = self._loop.call_later(delay, self._on_due)
         else:
             self.handle = self._loop.call_at(self.due, self._on_due)
@@ -181,10 +222,24 @@ class Schedule:
     def _on_due(self) -> None:
         assert self.clock is not None
         now = self.clock()
-        if self.wall and now < self.due:
-            self._wait()  # woke early, or the clock was stepped back: the point stays due
-            return
-        point, lateness, missed = self.advance(now)
+        stepped = 0.0
+        if self.wall:
+            slept_at, wall_then = self.checked
+            stepped = (now - wall_then) - (self._loop.time() - slept_at)
+            if abs(stepped) <= STEP_REPORTED:
+                stepped = 0.0
+            else:
+                if self.on_step is not None:
+                    self.on_step(stepped)
+                if stepped < 0:
+                    self._stepped_back(now, stepped)
+            if now < self.due:
+                self._wait()  # woke early, or the clock was stepped back: the point stays due
+                return
+        if 0 < stepped <= WILD_STEP:
+            point, lateness, missed = self._stepped_forward(now)
+        else:
+            point, lateness, missed = self.advance(now)
         if missed:
             self.on_missed(self, missed, lateness)
         if point is not None:
@@ -225,6 +280,7 @@ class Scheduler:
     def __post_init__(self) -> None:
         self.wall_at_start = self.wall_clock()
         self._caught_up: set[str] = set()
+        self._last_step = (-math.inf, 0.0)
         self.schedules: dict[str, Schedule] = {}
         """One per time trigger; with ``spread``, one per (trigger, runner)."""
 
@@ -233,6 +289,16 @@ class Scheduler:
         for schedule in self.schedules.values():
             schedule.cancel()
         self.schedules.clear()
+
+    def _stepped(self, step: float) -> None:
+        """One ``clock.stepped`` per step, however many wall-clock schedules noticed it."""
+        now = asyncio.get_running_loop().time()
+        seen_at, seen = self._last_step
+        if now - seen_at <= 2 * self.wall_step and abs(step - seen) <= STEP_REPORTED:
+            return
+        self._last_step = (now, step)
+        if self.report is not None:
+            self.report(ClockStepped(step=step))
 
     def next_fires(self, now: float, now_wall: float) -> dict[str, float]:
         """Per runner, the POSIX time of its next fire (``now`` is the loop's time)."""
@@ -287,6 +353,7 @@ class Scheduler:
                 probe=self.probe,
                 rng=self.rng,
                 wall_time=self.wall_clock,
+                on_step=self._stepped,
             )
             if restored:
                 schedule.arm(trigger.next_fire_after(now - phase, start))

@@ -12,16 +12,64 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType, TracebackType
+from typing import Any
 
 from open_ticket_ai.core.pipes.run import CURRENT_STEP
-from open_ticket_ai.runtime.events import EventBus, LoopBlocked
+from open_ticket_ai.runtime.events import REPORT_EVERY, EventBus, LoopBlocked, LoopError
 from open_ticket_ai.runtime.runner import CURRENT_RUNNER, RUN_CONTEXTS
 
-__all__ = ["LoopWatchdog", "blocked_at"]
+__all__ = ["LoopErrorReporter", "LoopWatchdog", "blocked_at"]
+
+
+class LoopErrorReporter:
+    """The event loop's exception handler while the orchestrator runs: each problem the loop
+    reports goes on the bus as ``loop.error``, the same one at most once per ``every``
+    seconds with the count of those left out. Out of file descriptors, asyncio's accept loop
+    reports a failed ``accept()`` every second for as long as it lasts: one line a minute."""
+
+    _KEEP = 256
+    """Problems remembered at most (they are a handful of fixed messages in practice)."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        every: float = REPORT_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bus = bus
+        self.every = every
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._previous: dict[asyncio.AbstractEventLoop, Any] = {}
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._previous[loop] = loop.get_exception_handler()
+        loop.set_exception_handler(self)
+
+    def uninstall(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop in self._previous:
+            loop.set_exception_handler(self._previous.pop(loop))
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        problem = str(context.get("message") or "unhandled error")
+        key = (problem, type(error).__name__)
+        now = self._clock()
+        last, left_out = self._seen.get(key, (-math.inf, 0))
+        if now - last < self.every:
+            self._seen[key] = (last, left_out + 1)
+            return
+        if len(self._seen) >= self._KEEP and key not in self._seen:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        self.bus.publish(LoopError(problem=problem, error=error, repeated=left_out))
 
 
 class LoopWatchdog:

@@ -169,7 +169,7 @@ def test_the_wrapped_form_reports_structural_problems_from_open_ticket_ai() -> N
         (
             "runners:\n  - id: r\n    colour: blue\n    run: {id: p}\n",
             "config.yml:3:5 runners[0].colour: unknown key 'colour' "
-            "(known keys: id, on, run, overlap, timeout, starting_deadline)",
+            "(known keys: id, on, run, overlap, timeout, deadline, starting_deadline)",
         ),
         (
             "runners:\n  - id: r\n    on: [{id: t, params: {secnds: 1, minutes: 1}}]\n"

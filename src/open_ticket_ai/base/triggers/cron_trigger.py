@@ -312,5 +312,9 @@ class CronTrigger(TimeTrigger[CronParams]):
         """The zone the expression is read in."""
         return self.schedule.zone
 
+    @property
+    def fixed_time(self) -> bool:
+        return self.schedule.fixed_time
+
     def next_fire_after(self, after: float, start: float) -> float | None:
         return self.schedule.next_after(after, start)

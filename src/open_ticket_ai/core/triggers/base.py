@@ -49,6 +49,14 @@ class TimeTrigger(Trigger[ParamsT]):
 
     clock: ClassVar[str] = "monotonic"
 
+    @property
+    def fixed_time(self) -> bool:
+        """For ``"wall"`` triggers: whether each fire is a fixed time of day (a cron entry
+        whose minute and hour fields are not ``*``...). After the wall clock is stepped back
+        by up to 3 hours, a fixed-time fire that already happened waits for its next time, as
+        Debian's cron does; the others go on from the new time."""
+        return True
+
     def first_fire(self, start: float) -> float | None:
         """The first fire time for a schedule armed at ``start``; None for never."""
         return self.next_fire_after(start, start)
