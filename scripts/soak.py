@@ -41,11 +41,11 @@ GROUPS = (
         ("tests/tickets/test_helpdesk_client.py",),
     ),
     Group(
-        "never twice: one instance per state file, lock without symlinks",
-        ("tests/runtime/test_state_default.py",),
+        "never twice: one instance per state file (lock without symlinks); restored grids",
+        ("tests/runtime/test_state_default.py", "tests/runtime/test_state_restart.py"),
     ),
     Group(
-        "nothing silent: clock steps, restored grids, run deadline",
+        "nothing silent: clock steps, missed fires, run deadline",
         ("tests/runtime/test_timing_rules.py", "-k", "step or deadline or missed"),
     ),
     Group(
@@ -120,7 +120,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="run every group this often")
     rounds = parser.parse_args().rounds
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     table = Table(title=f"soak: {rounds} round(s)")
     for column in ("promise", "cases", "held", "broke", "skipped", "time"):
         table.add_column(column, justify="left" if column == "promise" else "right")
