@@ -433,6 +433,7 @@ def test_late_cron_fires_are_skipped_after_max_lateness() -> None:
         ("0 0 * * fri-sun", {"Fri", "Sat", "Sun"}),
         ("0 0 * * MON-SUN", {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}),
         ("0 0 * * 1/2", {"Mon", "Wed", "Fri", "Sun"}),
+        ("0 0 * * 6/1", {"Sat", "Sun"}),
     ],
 )
 def test_day_of_week_ranges_ending_in_sunday_read_as_cronie_reads_them(
