@@ -38,7 +38,9 @@ def test_doc_config_validates(
     doc: str, line: int, text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
-    monkeypatch.setenv("OTAI_WEBHOOK_SECRET", "docs-example-secret")  # docs/events.md
+    # The environment a doc's config names, set as the reader would set it.
+    for name in set(re.findall(r"env\.(OTAI_[A-Z0-9_]+)", text)):
+        monkeypatch.setenv(name, f"docs-example-{name.lower()}")
     compiled = build(parse_config(text, f"{doc}:{line}"))
     assert compiled.runners
 

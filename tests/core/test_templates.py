@@ -362,13 +362,14 @@ async def test_pipe_result_of_a_missing_key_fails_the_step_naming_the_keys() -> 
 
 
 async def test_pipe_result_of_a_step_that_has_not_run_fails() -> None:
+    # A literal id is checked at load; a computed one can only fail at run time.
     _, run = await run_config(
         config(
             """
             - id: early
               use: ExpressionPipe
               params:
-                expression: "{{ pipe_result('late') }}"
+                expression: "{{ pipe_result('la' ~ 'te') }}"
             """
         )
     )
@@ -447,7 +448,7 @@ async def test_has_failed_and_has_succeeded() -> None:
               params:
                 expression: >-
                   {{ [has_succeeded('good'), has_failed('good'), has_succeeded('bad'),
-                  has_failed('bad'), has_failed('never'), has_succeeded('never')] }}
+                  has_failed('bad'), has_failed('nev' ~ 'er'), has_succeeded('nev' ~ 'er')] }}
             """
         )
     )
@@ -614,6 +615,8 @@ async def test_sandbox_failure_names_the_config_path() -> None:
 
 
 async def test_undefined_name_fails_the_step_with_the_path() -> None:
+    # An unknown top-level name is refused at load (tests/core/config/test_template_checks.py);
+    # what is missing in the data can only fail at run time.
     text = config(
         """
         - id: ok
@@ -623,7 +626,7 @@ async def test_undefined_name_fails_the_step_with_the_path() -> None:
         - id: typo
           use: ExpressionPipe
           params:
-            expression: "Dear {{ custmer }}"
+            expression: "Dear {{ parent.custmer }}"
         """
     )
     result, run = await run_config(text)
@@ -639,7 +642,7 @@ async def test_undefined_name_in_if_names_the_if_path() -> None:
     text = config(
         """
         - id: guarded
-          if: "{{ unknown_flag }}"
+          if: "{{ parent.unknown_flag }}"
           use: ExpressionPipe
           params:
             expression: 1

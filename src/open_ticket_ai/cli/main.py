@@ -59,8 +59,14 @@ def cli() -> None:
 @cli.command()
 @config_argument
 def validate(config: str | None) -> None:
-    """Check CONFIG (default: $OTAI_CONFIG, else ./config.yml) and exit 0 if it is valid."""
+    """Check CONFIG (default: $OTAI_CONFIG, else ./config.yml) and exit 0 if it is valid.
+
+    Besides the config's form, it checks what would fail at run time: template names, the
+    steps a template asks about, service ids, environment variables (a warning when one is
+    not set here: it may be where the service runs)."""
     compiled = _build(config)
+    for warning in compiled.warnings:
+        click.echo(f"warning: {warning}", err=True)
     runners = len(compiled.runners)
     click.echo(
         f"{compiled.loaded.source.file}: ok, {runners} runner{'s' if runners != 1 else ''}, "

@@ -13,6 +13,7 @@ from open_ticket_ai.core.config.yaml_source import SourceMap
 from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.core.triggers.base import Trigger
+from open_ticket_ai.errors import Problem
 
 __all__ = ["CompiledConfig", "RunnerSpec", "path_beside"]
 
@@ -56,6 +57,8 @@ class CompiledConfig:
     triggers: Mapping[str, Trigger[Any]]
     services: Mapping[str, Service[Any]]
     env: Mapping[str, str]
+    warnings: tuple[Problem, ...] = ()
+    """What may fail or idle at run time (``otai validate`` prints these; the config runs)."""
 
     def file_beside(self, configured: str | None, default: str) -> Path | None:
         """:func:`path_beside` for this config; None when nothing is configured and the

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from difflib import get_close_matches
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -29,12 +30,13 @@ from open_ticket_ai.core.secrets import SECRETS, secrets_of
 from open_ticket_ai.core.services import Service, ServiceRef
 from open_ticket_ai.core.templates import (
     CompiledTemplate,
+    EnvVars,
     TemplateEngine,
     compile_tree,
     is_template,
     render_tree,
 )
-from open_ticket_ai.core.triggers.base import Trigger
+from open_ticket_ai.core.triggers.base import EventTrigger, Trigger
 from open_ticket_ai.errors import ComponentError, ConfigError, Problem, TemplateError
 
 __all__ = ["CompiledConfig", "RenderableFactory", "RunnerSpec", "build"]
@@ -62,7 +64,11 @@ class RenderableFactory:
     registry: Registry
     engine: TemplateEngine = field(default_factory=TemplateEngine)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    """What would fail or idle at run time but need not (an environment variable that may be
+    set there, a model file still to train): ``otai validate`` prints them."""
     _service_ids: set[str] = field(default_factory=set)
+    _env: Mapping[str, str] = field(default_factory=dict)
     _trigger_paths: dict[str, ConfigPath] = field(default_factory=dict)
 
     def build(self) -> CompiledConfig:
@@ -73,8 +79,12 @@ class RenderableFactory:
             except ComponentError as exc:
                 self._problem(str(exc), ("plugins", i))
         allowed = set(config.env_allowlist)
-        env = {k: v for k, v in os.environ.items() if k.startswith("OTAI_") or k in allowed}
+        env = EnvVars(
+            (k, v) for k, v in os.environ.items() if k.startswith("OTAI_") or k in allowed
+        )
+        self._env = env
         load_context = {"env": env}
+        self._check_listener_token(load_context)
 
         services: dict[str, Service[Any]] = {}
         self._service_ids = {definition.id for definition in config.services}
@@ -98,7 +108,8 @@ class RenderableFactory:
                     (*path, "id"),
                 )
             seen_runners.setdefault(runner.id, int(path[-1]))
-            pipeline = self._compile_pipeline(runner.run, (*path, "run"))
+            payload = any(isinstance(triggers.get(t.id), EventTrigger) for t in runner.on)
+            pipeline = self._compile_pipeline(runner.run, (*path, "run"), runner.id, payload)
             if pipeline is not None:
                 trigger_ids = tuple(dict.fromkeys(t.id for t in runner.on))
                 runners.append(
@@ -119,7 +130,9 @@ class RenderableFactory:
                 self._problem(message, (*self._trigger_paths[trigger_id], "params", param))
         if self.problems or self.loaded.problems:
             raise ConfigError([*self.loaded.problems, *self.problems])
-        return CompiledConfig(self.loaded, tuple(runners), triggers, services, env)
+        return CompiledConfig(
+            self.loaded, tuple(runners), triggers, services, env, tuple(self.warnings)
+        )
 
     # -- triggers -------------------------------------------------------------------------
 
@@ -169,11 +182,14 @@ class RenderableFactory:
 
     # -- pipes ----------------------------------------------------------------------------
 
-    def _compile_pipeline(self, config: PipeConfig, path: ConfigPath) -> PipeSpec | None:
+    def _compile_pipeline(
+        self, config: PipeConfig, path: ConfigPath, runner: str, payload: bool
+    ) -> PipeSpec | None:
         ids: dict[str, ConfigPath] = {}
         self._collect_ids(config, path, ids)
         self._check_dependencies(config, path, ids)
-        return self._compile_pipe(config, path)
+        scope = _Scope(runner, frozenset(ids), finished_before(config), payload, RUN_NAMES)
+        return self._compile_pipe(config, path, scope)
 
     def _collect_ids(
         self, config: PipeConfig, path: ConfigPath, ids: dict[str, ConfigPath]
@@ -220,10 +236,14 @@ class RenderableFactory:
                         where,
                     )
 
-    def _compile_pipe(self, config: PipeConfig, path: ConfigPath) -> PipeSpec | None:
+    def _compile_pipe(self, config: PipeConfig, path: ConfigPath, scope: _Scope) -> PipeSpec | None:
         pipe_class = self._resolve(config.use, Pipe, (*path, "use"))
+        # A for_each pipe's params, ``if`` and nested steps see ``item`` and ``loop``; its
+        # ``for_each`` itself does not.
+        inner = scope.inside_loop() if config.for_each is not None else scope
         steps = [
-            self._compile_pipe(step, (*path, "steps", i)) for i, step in enumerate(config.steps)
+            self._compile_pipe(step, (*path, "steps", i), inner)
+            for i, step in enumerate(config.steps)
         ]
         if pipe_class is None:
             return None
@@ -232,8 +252,18 @@ class RenderableFactory:
                 f"{config.use!r} does not run nested steps; use CompositePipe for 'steps'",
                 (*path, "steps"),
             )
+        if pipe_class.accepts_steps and "steps" in config.params:
+            self._problem(
+                "steps go beside params, not inside them: move them up one level, to "
+                f"{format_path(self.loaded.file_path((*path, 'steps')))} (the Open Ticket AI "
+                "1.1 spelling ran nothing)",
+                (*path, "params", "steps"),
+                key=True,
+            )
         params_path = (*path, "params")
         tree, templated = self._compile(config.params, params_path)
+        finished = scope.finished.get(id(config), frozenset())
+        self._check_templates(tree, inner, finished)
         static: BaseModel | None = None
         if templated:
             self._check_params(pipe_class, config.params, params_path, partial=True)
@@ -245,9 +275,11 @@ class RenderableFactory:
         condition: CompiledTemplate | bool | int | float | str | None = config.if_
         if is_template(config.if_):
             condition, _ = self._compile(config.if_, (*path, "if"))
+            self._check_templates(condition, inner, finished)
         for_each: Any = config.for_each
         if for_each is not None:
             for_each, _ = self._compile(for_each, (*path, "for_each"))
+            self._check_templates(for_each, scope, finished)
         if any(step is None for step in steps):
             return None
         return PipeSpec(
@@ -264,6 +296,65 @@ class RenderableFactory:
             timeout=config.timeout,
             steps=tuple(s for s in steps if s is not None),
         )
+
+    def _check_templates(self, tree: Any, scope: _Scope, finished: frozenset[str]) -> None:
+        """What each run-time template in ``tree`` reads must exist where it renders: its
+        names, the steps it asks about (finished before it), ``trigger.payload`` (only with
+        an event trigger); an environment variable not set now is a warning."""
+        for template in templates_in(tree):
+            names = template.names
+            where = template.loc
+            for name in sorted(names.free - scope.names - self.engine.globals):
+                self._problem(self._unknown_name(name, template, scope), where)
+            for function, step in names.steps:
+                if step not in scope.ids:
+                    close = get_close_matches(step, scope.ids, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    self._problem(
+                        f"{function}({step!r}): runner {scope.runner!r} has no step {step!r}{hint}",
+                        where,
+                    )
+                elif step not in finished:
+                    self._problem(
+                        f"{function}({step!r}): step {step!r} has not run yet where this "
+                        "renders; only steps that finish before this one are there",
+                        where,
+                    )
+            if names.payload and not scope.payload:
+                self._warn(
+                    f"trigger.payload: runner {scope.runner!r} has no event trigger (a "
+                    "webhook, RunnerFinishedTrigger): its runs have no payload, but for "
+                    "manual fires (otai trigger) that send one",
+                    where,
+                )
+            for variable in sorted(names.env - set(self._env)):
+                self._warn(
+                    f"environment variable {variable} is not set: this fails at run time "
+                    "unless it is set there",
+                    where,
+                )
+
+    def _unknown_name(self, name: str, template: CompiledTemplate, scope: _Scope) -> str:
+        if name in LOOP_NAMES:
+            return f"{name!r} is only defined inside a for_each pipe (its params, if and steps)"
+        known = sorted(scope.names | self.engine.globals)
+        close = get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known here: {', '.join(known)}"
+        kind = "function" if name in template.calls else "name"
+        return f"unknown {kind} {name!r} in {template.source!r}{hint}"
+
+    def _check_listener_token(self, load_context: Mapping[str, Any]) -> None:
+        """``orchestrator.http.token`` as a template must render now (its env is set)."""
+        http = self.loaded.config.orchestrator.http
+        token = http.token if http is not None else None
+        if not is_template(token):
+            return
+        path: ConfigPath = ("orchestrator", "http", "token")
+        try:
+            template = self.engine.compile(str(token), self.loaded.where(path), path)
+            template.render(load_context)
+        except TemplateError as exc:
+            self._problem(exc.reason, path)
 
     # -- shared helpers -------------------------------------------------------------------
 
@@ -346,10 +437,21 @@ class RenderableFactory:
         tree, _ = self._compile(dict(params), (*path, "params"))
         if cls is None:
             return None
+        unknown = False
+        for template in templates_in(tree):
+            for name in sorted(template.names.free - LOAD_NAMES - self.engine.globals):
+                unknown = True
+                self._problem(
+                    f"unknown name {name!r} in {template.source!r}: the params of services "
+                    "and triggers render once, at load, and see only 'env'",
+                    template.loc,
+                )
+        if unknown:
+            return None
         try:
             rendered = render_tree(tree, load_context)
         except TemplateError as exc:
-            self._problem(exc.reason, (*path, "params"))
+            self._problem(exc.reason, exc.loc or (*path, "params"))
             return None
         model = self._check_params(cls, rendered, (*path, "params"), partial=False)
         if model is None:
@@ -363,6 +465,50 @@ class RenderableFactory:
 
     def _problem(self, message: str, path: ConfigPath, *, key: bool = False) -> None:
         self.problems.append(self.loaded.problem(message, path, key=key))
+
+    def _warn(self, message: str, path: ConfigPath) -> None:
+        self.warnings.append(self.loaded.problem(message, path))
+
+
+RUN_NAMES = frozenset(
+    {"pipe_result", "has_failed", "has_succeeded", "env", "runner", "trigger", "parent", "params"}
+)
+"""What a pipe's templates see at run time (besides the engine's globals)."""
+LOOP_NAMES = frozenset({"item", "loop"})
+"""What they see besides inside a ``for_each`` pipe."""
+LOAD_NAMES = frozenset({"env"})
+"""What the templates of services and triggers see (they render once, at load)."""
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where a pipe of one runner stands, for the checks of its templates."""
+
+    runner: str
+    ids: frozenset[str]
+    finished: Mapping[int, frozenset[str]]
+    """Per pipe config (by object id): the steps finished when it starts."""
+    payload: bool
+    """Whether the runner has an event trigger (its runs may have a payload)."""
+    names: frozenset[str]
+
+    def inside_loop(self) -> _Scope:
+        return replace(self, names=self.names | LOOP_NAMES)
+
+
+def templates_in(tree: Any) -> list[CompiledTemplate]:
+    """Every compiled template in a params tree (or the template itself)."""
+    found: list[CompiledTemplate] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, CompiledTemplate):
+            found.append(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _holds_template(value: Any) -> bool:

@@ -20,10 +20,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from open_ticket_ai.errors import PipeError, TemplateError
 
 __all__ = [
+    "STEP_FUNCTIONS",
     "CompiledTemplate",
+    "EnvVars",
     "FailRequested",
     "RenderTree",
     "TemplateEngine",
+    "TemplateNames",
     "compile_tree",
     "is_template",
     "render_tree",
@@ -49,6 +52,75 @@ def _fail(message: str = "failed") -> NoReturn:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+STEP_FUNCTIONS = frozenset({"pipe_result", "has_failed", "has_succeeded"})
+"""The template functions that name an earlier step by its id."""
+
+
+class EnvVars(dict[str, str]):
+    """The environment variables templates see as ``env``. One that is not set reads as an
+    undefined value that says so (``env.X | default('y')`` still works), instead of
+    ``'dict object' has no attribute 'X'``."""
+
+    def __missing__(self, key: str) -> Any:
+        return jinja2.StrictUndefined(hint=f"environment variable {key} is not set", name=key)
+
+
+@dataclass(frozen=True)
+class TemplateNames:
+    """What a template reads, found in its syntax tree when it compiles (for the checks
+    ``otai validate`` makes before anything runs)."""
+
+    free: frozenset[str] = frozenset()
+    """Names it reads that it does not set itself (``item``, ``pipe_result``, ``env``)."""
+    steps: tuple[tuple[str, str], ...] = ()
+    """``(function, step id)`` for each ``pipe_result('id')``, ``has_failed('id')``, ...
+    whose id is a literal string (and that gives no ``default`` for a missing step)."""
+    env: frozenset[str] = frozenset()
+    """The environment variables it reads by name (``env.X``, ``env['X']``)."""
+    payload: bool = False
+    """Whether it reads ``trigger.payload``."""
+
+
+def _names_of(tree: nodes.Template) -> TemplateNames:
+    loaded: set[str] = set()
+    stored: set[str] = set()
+    for name in tree.find_all(nodes.Name):
+        (loaded if name.ctx == "load" else stored).add(name.name)
+    steps = tuple(
+        (call.node.name, call.args[0].value)
+        for call in tree.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name)
+        and call.node.name in STEP_FUNCTIONS
+        and call.args
+        and isinstance(call.args[0], nodes.Const)
+        and isinstance(call.args[0].value, str)
+        and not _has_default(call)
+    )
+    env: set[str] = set()
+    payload = False
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        key: Any = None
+        if isinstance(node, nodes.Getattr):
+            target, key = node.node, node.attr
+        elif isinstance(node, nodes.Getitem):
+            target = node.node
+            key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        else:
+            continue
+        if not isinstance(target, nodes.Name):
+            continue
+        if target.name == "env" and isinstance(key, str) and not hasattr(dict, key):
+            env.add(key)
+        elif target.name == "trigger" and key == "payload":
+            payload = True
+    return TemplateNames(frozenset(loaded - stored), steps, frozenset(env), payload)
+
+
+def _has_default(call: nodes.Call) -> bool:
+    """``pipe_result('x', default=...)`` (or its third argument) expects 'x' may be absent."""
+    return len(call.args) >= 3 or any(kw.key == "default" for kw in call.kwargs)
 
 
 def is_template(value: object) -> bool:
@@ -151,8 +223,19 @@ class TemplateEngine:
             if isinstance(call.node, nodes.Name)
         )
         return CompiledTemplate(
-            source=source, path=path, native=native, _render=render, loc=loc, calls=calls
+            source=source,
+            path=path,
+            native=native,
+            _render=render,
+            loc=loc,
+            calls=calls,
+            names=_names_of(tree),
         )
+
+    @property
+    def globals(self) -> frozenset[str]:
+        """The names every template sees (``now``, ``fail``, ``range``, ...)."""
+        return frozenset(self.environment.globals)
 
     def _expression_source(self, source: str) -> str:
         """The text inside the one ``{{ }}`` of a single-expression template (comments and
@@ -188,6 +271,8 @@ class CompiledTemplate:
     """Where the template stands in the config; render errors carry it as their ``loc``."""
     calls: frozenset[str] = frozenset()
     """The names the template calls (``has_failed``, ``pipe_result``, ...)."""
+    names: TemplateNames = TemplateNames()
+    """What the template reads (see :class:`TemplateNames`)."""
 
     def render(self, context: Mapping[str, Any]) -> Any:
         """The rendered value; a failure raises TemplateError naming the template's path."""

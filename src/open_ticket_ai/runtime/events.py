@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCK_STEPPED",
+    "CONFIG_WARNING",
     "CONSOLE_LOGIN",
     "CONSOLE_LOGIN_FAILED",
     "DECISION_CORRECTED",
@@ -65,6 +66,7 @@ __all__ = [
     "WEBHOOK_REPLAYED",
     "WEBHOOK_UNAUTHORIZED",
     "ClockStepped",
+    "ConfigWarning",
     "ConsoleLogin",
     "ConsoleLoginFailed",
     "DecisionCorrected",
@@ -146,6 +148,7 @@ DECISION_CORRECTED = "decision.corrected"
 HELPDESK_REQUEST = "helpdesk.request"
 SCHEDULE_RESET = "schedule.reset"
 CLOCK_STEPPED = "clock.stepped"
+CONFIG_WARNING = "config.warning"
 SERVICE_ABANDONED = "service.abandoned"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
@@ -580,6 +583,22 @@ class WebhookReplayed(_WebhookRefused):
     refused with 409 (a stale timestamp is a 401, ``webhook.unauthorized``)."""
 
     name: ClassVar[str] = WEBHOOK_REPLAYED
+
+
+@record
+class ConfigWarning(Event):
+    """Something in the config that may fail at run time (what ``otai validate`` warns of),
+    logged once when the service starts."""
+
+    name: ClassVar[str] = CONFIG_WARNING
+    level: ClassVar[int] = logging.WARNING
+    warning: str
+
+    def message(self) -> str:
+        return self.warning
+
+    def fields(self) -> dict[str, Any]:
+        return {"warning": self.warning}
 
 
 @record

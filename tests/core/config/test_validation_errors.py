@@ -589,9 +589,9 @@ runners:
       id: call
       use: HttpRequestPipe
       params:
-        url: "{{ base_url }}/tickets"
-        method: "{{ 'post' if ticket else 'get' }}"
-        timeout: "{{ timeout }}"
+        url: "{{ env.OTAI_BASE_URL }}/tickets"
+        method: "{{ 'post' if trigger.payload else 'get' }}"
+        timeout: "{{ parent.timeout }}"
 """
     spec = loads(text).runners[0].pipeline
     assert spec.pipe_class is HttpRequestPipe
@@ -605,7 +605,7 @@ runners:
     run:
       id: call
       use: HttpRequestPipe
-      params: {url: "{{ base_url }}", timeout: soon, uri: "{{ x }}"}
+      params: {url: "{{ env.BASE }}", timeout: soon, uri: "{{ 1 }}"}
 """
     assert messages(text) == [
         "config.yml:6:48 runners[0].run.params.timeout: invalid duration 'soon': "
