@@ -81,3 +81,48 @@ def test_public_api_is_declared() -> None:
     assert exported == (public - modules) | {"__version__"}
     for name in exported:
         assert hasattr(open_ticket_ai, name)
+
+
+def test_the_readme_event_table_lists_every_event_the_code_defines() -> None:
+    from open_ticket_ai.runtime import events
+
+    defined = {
+        value
+        for name, value in vars(events).items()
+        if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+\.[a-z_]+", value)
+    }
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \|", readme, re.MULTILINE)
+    listed = {name for row in rows for name in re.findall(r"`([a-z_.]+)`", row)}
+    assert len(defined) >= 30
+    assert sorted(defined - listed) == []
+
+
+def test_the_readme_first_config_counts_the_embedded_helpdesks_waiting_tickets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from open_ticket_ai.tickets.adapters.sqlite import SqliteParams, SqliteTicketSystem
+    from open_ticket_ai.tickets.models import NewTicket
+
+    async def seed() -> None:
+        desk = SqliteTicketSystem(SqliteParams(path="var/demo/helpdesk.sqlite", create=True))
+        await desk.open()
+        try:
+            for n in range(3):
+                await desk.create(NewTicket(subject=f"waiting {n}", queue="Incoming"))
+            await desk.create(NewTicket(subject="sorted", queue="Billing"))
+        finally:
+            await desk.close()
+
+    monkeypatch.chdir(tmp_path)
+    asyncio.run(seed())
+    first = next(text for doc, _, text in BLOCKS if doc == "README.md")
+    assert "ticket_counter" in first
+    orchestrator = Orchestrator(build(parse_config(first, "config.yml")))
+    assert orchestrator.compiled.warnings == ()
+    ended: list[object] = []
+    orchestrator.bus.subscribe(ended.append, name="test")
+    result = asyncio.run(orchestrator.run_once("ticket_counter"))
+    assert result.succeeded, result.message
+    [run] = [e for e in ended if getattr(e, "results", None)]
+    assert run.results["count"].data["value"] == "3 tickets wait in Incoming"  # type: ignore[attr-defined]

@@ -29,6 +29,7 @@ PLUGIN_API = {
     "RunOutcome",
     "Service",
     "ServiceId",
+    "ServiceOrPath",
     "TicketSystem",
     "ParamsModel",
     "Duration",

@@ -15,7 +15,7 @@ from open_ticket_ai.core.pipes import Pipe, PipeContext, PipeResult
 from open_ticket_ai.core.pipes.records import Action, ActionKind, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeStatus
 from open_ticket_ai.core.registry import Registry
-from open_ticket_ai.core.services import Service, ServiceId
+from open_ticket_ai.core.services import Service, ServiceId, ServiceOrPath
 from open_ticket_ai.core.triggers.base import (
     EventTrigger,
     FireOutcome,
@@ -70,6 +70,7 @@ __all__ = [
     "RunOutcome",
     "Service",
     "ServiceId",
+    "ServiceOrPath",
     "StepReport",
     "TemplateError",
     "Ticket",

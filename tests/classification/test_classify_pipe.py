@@ -128,9 +128,10 @@ async def test_the_model_may_be_a_path(model_file: Path, tmp_path: Path) -> None
 
 
 async def test_an_unknown_model_fails_the_step_naming_services_and_path(
-    model_file: Path,
+    model_file: Path, tmp_path: Path
 ) -> None:
-    text = config(
+    # A bare name is a service id: a typo is refused at load ...
+    typo = config(
         """
         - id: c
           use: ClassifyPipe
@@ -138,12 +139,26 @@ async def test_an_unknown_model_fails_the_step_naming_services_and_path(
         """,
         top=service_top(model_file),
     )
+    with pytest.raises(
+        ConfigError, match=r"params\.model: no service 'quues' \(services: queues\)"
+    ):
+        build(parse_config(typo, "config.yml"))
+    # ... a path may be made later (a warning at load), and fails the step if it is not.
+    missing = tmp_path / "models" / "missing.otai"
+    text = config(
+        f"""
+        - id: c
+          use: ClassifyPipe
+          params: {{text: hi, model: "{missing}"}}
+        """,
+        top=service_top(model_file),
+    )
     result, run = await run_config(text)
     assert result.failed
     message = run.results["c"].message
-    assert "orchestrator.runners[0].run.steps[0].params.model: no service 'quues'" in message
+    assert "orchestrator.runners[0].run.steps[0].params.model: no service" in message
     assert "(services: queues)" in message
-    assert "no model file or transformers model directory at 'quues'" in message
+    assert f"no model file or transformers model directory at {str(missing)!r}" in message
 
 
 async def test_a_service_of_another_kind_is_refused(tmp_path: Path) -> None:

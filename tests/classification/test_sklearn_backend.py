@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -125,15 +124,3 @@ def test_training_reports_each_step() -> None:
     examples = [(t.text, t.queue) for t in training_tickets()[:120]]
     train(examples, folds=2, on_step=steps.append)
     assert steps == ["fold 1/2", "fold 2/2", "final fit"]
-
-
-def test_latency_per_ticket_is_measured() -> None:
-    """Reports the figure; speed is not asserted (it belongs in bench/)."""
-    classifier = SklearnClassifier(queue_model())
-    texts = [t.text for t in held_out_tickets()[:50]]
-    classifier.predict(texts[:1])  # warm up
-    started = time.perf_counter()
-    for text in texts:
-        classifier.predict([text])
-    per_ticket = (time.perf_counter() - started) / len(texts)
-    print(f"sklearn latency per ticket: {per_ticket * 1000:.2f} ms")

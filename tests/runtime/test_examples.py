@@ -1,9 +1,9 @@
 """Every shipped example validates and each of its runners runs; so do the seed's configs.
 
 ``examples/*.yml`` go through ``otai validate`` and ``otai run --once RUNNER_ID`` as real
-subprocesses. The seed document (``../shared/seed/orchestrator.md`` beside the repository,
-present in the development checkout and maybe not in CI) has its ```yaml blocks extracted,
-its placeholders filled with ExpressionPipe configs, and every whole config validated.
+subprocesses. The configs of the orchestrator's original description (its ```yaml blocks,
+kept as written in ``seed_configs/``) have their placeholders filled with ExpressionPipe
+configs, and every whole config and every runner or trigger list is validated.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from tests.support.otai_process import OtaiProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yml"))
-SEED = ROOT.parent / "shared" / "seed" / "orchestrator.md"
+SEED = Path(__file__).parent / "seed_configs"
+"""The YAML blocks of the orchestrator's original description, kept as written, one file
+each (``block-N.yml``, in the order the description shows them)."""
 
 EXPECTED_EXIT = {("demo.yml", "always_fails"): 1}
 """Runners that fail on purpose (the demo shows a failing runner beside healthy ones)."""
@@ -174,10 +176,8 @@ def wrap_fragment(block: str) -> str:
 
 def seed_blocks(*, fragments: bool = False) -> list[Any]:
     """The seed's whole configs (or, with ``fragments``, its runner and trigger lists)."""
-    if not SEED.exists():
-        reason = f"the seed document {SEED} is absent (it lives beside the repository)"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-seed")]
-    blocks = re.findall(r"^```yaml\n(.*?)^```", SEED.read_text(), flags=re.MULTILINE | re.DOTALL)
+    files = sorted(SEED.glob("block-*.yml"), key=lambda p: int(p.stem.split("-")[1]))
+    blocks = [path.read_text() for path in files]
     whole = re.compile(r"^(orchestrator|runners):", re.MULTILINE)
     if fragments:
         # The RunnerDefinition block names "module:PipeClass": examples/seed-definitions.yml
@@ -192,8 +192,8 @@ def seed_blocks(*, fragments: bool = False) -> list[Any]:
     return [pytest.param(block, id=f"block{i}") for i, block in enumerate(chosen)]
 
 
-@pytest.mark.skipif(not SEED.exists(), reason=f"the seed document {SEED} is absent")
 def test_seed_has_whole_configs() -> None:
+    assert len(list(SEED.glob("block-*.yml"))) == 9
     blocks = [p.values[0] for p in seed_blocks()]
     assert len(blocks) >= 3
     assert all("[...]" not in fill_placeholders(b) for b in blocks)

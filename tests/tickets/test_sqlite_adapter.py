@@ -42,6 +42,8 @@ async def test_tickets_survive_a_reopen(tmp_path: Path) -> None:
 
 async def test_an_unusable_path_is_a_ticket_system_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    system = SqliteTicketSystem(SqliteParams(path=str(tmp_path / "file" / "db.sqlite")))
+    system = SqliteTicketSystem(
+        SqliteParams(path=str(tmp_path / "file" / "db.sqlite"), create=True)
+    )
     with pytest.raises(TicketSystemError, match="cannot open"):
         await system.open()

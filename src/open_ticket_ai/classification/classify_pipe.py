@@ -10,7 +10,15 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from open_ticket_ai import Decision, ParamsModel, Pipe, PipeContext, PipeError, PipeResult
+from open_ticket_ai import (
+    Decision,
+    ParamsModel,
+    Pipe,
+    PipeContext,
+    PipeError,
+    PipeResult,
+    ServiceOrPath,
+)
 from open_ticket_ai.classification.backends import Classifier, Prediction
 from open_ticket_ai.classification.service import ClassifierService, load_classifier
 
@@ -22,7 +30,7 @@ class ClassifyParams(ParamsModel):
 
     text: str
     """What to classify, usually a template: ``"{{ pipe_result('fetch', 'ticket').text }}"``."""
-    model: str = Field(min_length=1)
+    model: ServiceOrPath = Field(min_length=1)
     """The id of a ClassifierService under ``services:``, or the path of a model file
     (``otai train``) or of a transformers model directory."""
     threshold: float = Field(0.0, ge=0.0, le=1.0)

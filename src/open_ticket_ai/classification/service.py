@@ -17,6 +17,7 @@ from open_ticket_ai.classification.backends import (
     SklearnClassifier,
     TransformersClassifier,
 )
+from open_ticket_ai.classification.model import ClassificationError
 
 __all__ = ["ClassifierService", "ClassifierServiceParams", "load_classifier"]
 
@@ -102,8 +103,26 @@ class ClassifierService(Service[ClassifierServiceParams]):
                 self._classifier = self.build_classifier()
             return self._classifier
 
+    def warnings(self) -> list[tuple[str, str]]:
+        missing = self._missing_file()
+        return [("path", f"{missing}; the service cannot start without it")] if missing else []
+
+    def _missing_file(self) -> str | None:
+        p = self.params
+        if p.resolved_backend != "sklearn" or p.path is None:
+            return None
+        if Path(p.path).expanduser().is_file():
+            return None
+        return (
+            f"no model file at {p.path!r} yet: train one with `otai train` (the demo's: "
+            "`otai demo setup`)"
+        )
+
     def build_classifier(self) -> Classifier:
         """Read the model the params name. Override to serve another :class:`Classifier`."""
+        missing = self._missing_file()
+        if missing is not None:
+            raise ClassificationError(f"service {self.id!r}: {missing}")
         p = self.params
         return load_classifier(
             p.source, p.resolved_backend, max_length=p.max_length, batch_size=p.batch_size

@@ -68,7 +68,7 @@ def setup(directory: str, count: int, incoming: int, force: bool) -> None:
 
 
 async def _seed(db: Path, waiting: list[SampleTicket], done: list[SampleTicket]) -> None:
-    system = SqliteTicketSystem(SqliteParams(path=str(db)), id="helpdesk")
+    system = SqliteTicketSystem(SqliteParams(path=str(db), create=True), id="helpdesk")
     await system.open()
     try:
         for sample in done:

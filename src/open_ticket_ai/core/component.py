@@ -46,3 +46,9 @@ class Component(Generic[ParamsT]):
 
     def __init__(self, params: ParamsT) -> None:
         self.params: ParamsT = params
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """What may fail or idle at run time, found at load: ``(param, message)`` pairs that
+        ``otai validate`` prints as warnings (a model file not trained yet, a date that has
+        passed). The default finds none."""
+        return []

@@ -8,9 +8,12 @@ duplicate ids, `depends_on` and its cycles, shared trigger ids.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -50,6 +53,20 @@ def build(loaded: LoadedConfig, registry: Registry | None = None) -> CompiledCon
         return RenderableFactory(loaded, registry or Registry()).build()
 
 
+@contextmanager
+def _plugin_path(directories: list[Path]) -> Iterator[None]:
+    """``directories`` on the import path while the config builds (its plugins import then),
+    after what is there already: a module beside the config never shadows an installed one."""
+    added = [str(d) for d in directories if str(d) not in sys.path]
+    sys.path.extend(added)
+    try:
+        yield
+    finally:
+        for entry in added:
+            with suppress(ValueError):
+                sys.path.remove(entry)
+
+
 @dataclass
 class _TriggerSeen:
     definition: TriggerDefinition
@@ -72,6 +89,24 @@ class RenderableFactory:
     _trigger_paths: dict[str, ConfigPath] = field(default_factory=dict)
 
     def build(self) -> CompiledConfig:
+        with _plugin_path(self._plugin_directories()):
+            return self._build()
+
+    def _plugin_directories(self) -> list[Path]:
+        """The config file's directory, then each of ``plugin_paths`` relative to it."""
+        config_file = Path(self.loaded.source.file)
+        base = config_file.parent if config_file.is_file() else Path.cwd()
+        found = [base.resolve()] if config_file.is_file() else []
+        for i, entry in enumerate(self.loaded.config.plugin_paths):
+            directory = (base / entry).expanduser().resolve()
+            if directory.is_dir():
+                found.append(directory)
+            else:
+                self._problem(f"no directory {str(directory)!r}", ("plugin_paths", i))
+        self.registry.search_path = tuple(str(d) for d in found)
+        return found
+
+    def _build(self) -> CompiledConfig:
         config = self.loaded.config
         for i, module in enumerate(config.plugins):
             try:
@@ -391,13 +426,28 @@ class RenderableFactory:
     ) -> None:
         """Params typed ``ServiceId`` must name a declared service (templates wait)."""
         for name, info in cls.Params.model_fields.items():
-            if not any(isinstance(meta, ServiceRef) for meta in info.metadata):
+            ref = next((meta for meta in info.metadata if isinstance(meta, ServiceRef)), None)
+            if ref is None:
                 continue
             key = info.alias or name
             value = params.get(key, info.default)
-            if isinstance(value, str) and not is_template(value) and value not in self._service_ids:
-                known = ", ".join(sorted(self._service_ids)) or "none declared"
+            if not isinstance(value, str) or is_template(value) or value in self._service_ids:
+                continue
+            known = ", ".join(sorted(self._service_ids)) or "none declared"
+            if not ref.or_path:
                 self._problem(f"no service {value!r} (services: {known})", (*path, key))
+            elif not _looks_like_path(value):
+                self._problem(
+                    f"no service {value!r} (services: {known}); a file is named by a path "
+                    "(with a '/' or an extension), as in model: models/queue.joblib",
+                    (*path, key),
+                )
+            elif not Path(value).expanduser().exists():
+                self._warn(
+                    f"no service {value!r} and no file there yet (services: {known}); "
+                    "train a model with `otai train` (the demo's: `otai demo setup`)",
+                    (*path, key),
+                )
 
     def _check_params(
         self,
@@ -458,10 +508,13 @@ class RenderableFactory:
             return None
         SECRETS.add(secrets_of(model))
         try:
-            return cls(model, id=component_id)  # type: ignore[call-arg]
+            instance = cls(model, id=component_id)  # type: ignore[call-arg]
         except Exception as exc:
             self._problem(f"building {use!r} failed: {type(exc).__name__}: {exc}", path)
             return None
+        for param, message in instance.warnings():
+            self._warn(message, (*path, "params", param))
+        return instance
 
     def _problem(self, message: str, path: ConfigPath, *, key: bool = False) -> None:
         self.problems.append(self.loaded.problem(message, path, key=key))
@@ -509,6 +562,10 @@ def templates_in(tree: Any) -> list[CompiledTemplate]:
         elif isinstance(node, list):
             stack.extend(node)
     return found
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or Path(value).suffix != "" or value.startswith("~")
 
 
 def _holds_template(value: Any) -> bool:

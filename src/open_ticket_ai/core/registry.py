@@ -163,6 +163,8 @@ class Registry:
         self._ambiguous: dict[str, list[str]] = {}  # names two plugins declare differently
         self._implied: set[str] = set()
         self._resolved: dict[str, type[Component[Any]]] = {}
+        self.search_path: tuple[str, ...] = ()
+        """The directories a config adds to the import path for its plugins (for messages)."""
         for point in found.builtins:
             self._offer(point.name, point.value, point)
         if not load_entry_points:
@@ -321,11 +323,18 @@ class Registry:
                 f"failed to load: {type(exc).__name__}: {exc}"
             ) from exc
 
-    @staticmethod
-    def _import(module_name: str) -> ModuleType:
+    def _import(self, module_name: str) -> ModuleType:
         try:
             return importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.split(".")[0] == exc.name.split(".")[0]:
+                where = ", ".join(repr(d) for d in self.search_path) or "none"
+                raise ComponentError(
+                    f"no module {module_name!r}: it is looked for beside the config and in "
+                    f"plugin_paths ({where}), then among installed packages; put "
+                    f"{module_name.split('.')[0]}.py there or list its directory under "
+                    "plugin_paths"
+                ) from None
             raise ComponentError(f"cannot import module {module_name!r}: {exc}") from None
         except Exception as exc:
             raise ComponentError(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from open_ticket_ai.core.component import Component, ParamsT
 
-__all__ = ["Service", "ServiceId", "ServiceRef"]
+__all__ = ["Service", "ServiceId", "ServiceOrPath", "ServiceRef"]
 
 
 class Service(Component[ParamsT]):
@@ -36,8 +36,15 @@ class Service(Component[ParamsT]):
 
 class ServiceRef:
     """Marks a params field as naming a service: ``ticket_system: ServiceId``. The config is
-    checked at load time for a service of that id."""
+    checked at load time for a service of that id. With ``or_path``, the field may name a
+    file instead (a model file): a value that looks like a path is checked to exist (a
+    warning when it does not: it may be made before the run), any other must be a service."""
+
+    def __init__(self, *, or_path: bool = False) -> None:
+        self.or_path = or_path
 
 
 ServiceId = Annotated[str, ServiceRef()]
 """A params field type: the id of a service declared under ``services:``."""
+ServiceOrPath = Annotated[str, ServiceRef(or_path=True)]
+"""A params field type: the id of a service, or the path of a file (``model:``)."""

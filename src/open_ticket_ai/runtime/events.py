@@ -26,6 +26,7 @@ from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.records import Action, Decision, StepReport
 from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.triggers.base import FireOutcome, FireStatus
+from open_ticket_ai.errors import OpenTicketAIError
 
 if TYPE_CHECKING:
     import asyncio
@@ -37,6 +38,7 @@ __all__ = [
     "CONSOLE_LOGIN_FAILED",
     "DECISION_CORRECTED",
     "HELPDESK_REQUEST",
+    "HELPDESK_RETRY",
     "HTTP_REQUEST",
     "LOOP_BLOCKED",
     "LOOP_ERROR",
@@ -60,6 +62,7 @@ __all__ = [
     "SCHEDULE_RESET",
     "SERVICE_ABANDONED",
     "SERVICE_CLOSE_FAILED",
+    "STEP_RETRY",
     "SUBSCRIBER_FAILED",
     "TRIGGER_FAILED",
     "TRIGGER_REFUSED",
@@ -73,6 +76,7 @@ __all__ = [
     "Event",
     "EventBus",
     "HelpdeskRequest",
+    "HelpdeskRetry",
     "HttpRequestFailed",
     "HttpRequestServed",
     "LedgerFailed",
@@ -105,6 +109,7 @@ __all__ = [
     "ServiceCloseFailed",
     "SkipReason",
     "StepReport",
+    "StepRetry",
     "ThreadsAbandoned",
     "TriggerFailed",
     "TriggerRefused",
@@ -146,6 +151,8 @@ RUNNER_PAUSED = "runner.paused"
 RUNNER_RESUMED = "runner.resumed"
 DECISION_CORRECTED = "decision.corrected"
 HELPDESK_REQUEST = "helpdesk.request"
+HELPDESK_RETRY = "helpdesk.retry"
+STEP_RETRY = "step.retry"
 SCHEDULE_RESET = "schedule.reset"
 CLOCK_STEPPED = "clock.stepped"
 CONFIG_WARNING = "config.warning"
@@ -667,6 +674,67 @@ class HelpdeskRequest(Event):
             "method": self.method,
             "status": self.status,
             "duration_ms": _ms(self.duration),
+        }
+
+
+@record
+class HelpdeskRetry(Event):
+    """A helpdesk call that failed in a way worth another try (a 5xx, 429, a timeout, a
+    lost connection, a write refused before it was taken), sent again after ``delay``."""
+
+    name: ClassVar[str] = HELPDESK_RETRY
+    level: ClassVar[int] = logging.INFO
+    system: str
+    call: str
+    attempt: int
+    """The attempt that failed (1 for the first)."""
+    delay: float
+    reason: str
+
+    def message(self) -> str:
+        return (
+            f"{self.system}: {self.call}: attempt {self.attempt} failed ({self.reason}); "
+            f"again in {format_duration(self.delay)}"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "call": self.call,
+            "attempt": self.attempt,
+            "delay_ms": _ms(self.delay),
+            "reason": self.reason,
+        }
+
+
+@record
+class StepRetry(Event):
+    """A step that failed and has ``retry:`` left runs again after ``delay``."""
+
+    name: ClassVar[str] = STEP_RETRY
+    level: ClassVar[int] = logging.INFO
+    runner: str
+    run_id: str | None
+    step: str
+    """The step's config path."""
+    attempt: int
+    delay: float
+    error: str
+
+    def message(self) -> str:
+        return (
+            f"runner {self.runner!r}: {self.step}: attempt {self.attempt} failed "
+            f"({self.error}); again in {format_duration(self.delay)}"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "run_id": self.run_id,
+            "step": self.step,
+            "attempt": self.attempt,
+            "delay_ms": _ms(self.delay),
+            "error": self.error,
         }
 
 
@@ -1315,6 +1383,18 @@ class EventBus:
         )
 
 
+_ORDINARY_MODULES = frozenset({"httpx", "httpcore", "sqlite3", "ssl", "pydantic_core"})
+
+
+def ordinary(exc: BaseException) -> bool:
+    """Whether ``exc`` is an ordinary failure of the outside world or of input (this
+    package's errors, OS and network errors, timeouts, HTTP client errors), as opposed to a
+    bug, whose traceback is what helps."""
+    if isinstance(exc, OpenTicketAIError | OSError | TimeoutError):
+        return True
+    return type(exc).__module__.split(".")[0] in _ORDINARY_MODULES
+
+
 class LogSubscriber:
     """Writes each event as a log record on the ``open_ticket_ai`` logger: ``event`` (the
     name) and ``fields`` ride along for the text and JSON formatters. A run that ended
@@ -1339,10 +1419,13 @@ class LogSubscriber:
         log = self._log
         if log.isEnabledFor(level):
             exc = event.exc
+            # An ordinary failure (a refused connection, a helpdesk's error answer, a bad
+            # param) is its one line; its traceback is for DEBUG. A bug keeps it always.
+            shown = exc is not None and (not ordinary(exc) or log.isEnabledFor(logging.DEBUG))
             log.log(
                 level,
                 event.message(),
-                exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
+                exc_info=(type(exc), exc, exc.__traceback__) if shown and exc else None,
                 extra={"event": event.name, "fields": event.fields()},
             )
         if ended and (event.actions or event.decisions) and log.isEnabledFor(logging.DEBUG):  # type: ignore[attr-defined]

@@ -13,7 +13,6 @@ from open_ticket_ai.core.pipes.records import RunDeadline, RunJournal
 from open_ticket_ai.core.pipes.result import PipeResult, PipeStatus
 from open_ticket_ai.core.pipes.run import RunContext, TriggerRef, execute_pipe
 from open_ticket_ai.core.services import Service
-from open_ticket_ai.errors import PipeError
 from open_ticket_ai.runtime.events import (
     EventBus,
     RunCancelled,
@@ -28,6 +27,7 @@ from open_ticket_ai.runtime.events import (
     RunStuck,
     RunTimeout,
     SkipReason,
+    StepRetry,
     payload_size,
 )
 from open_ticket_ai.runtime.health import RunnerHealth
@@ -179,6 +179,18 @@ class PipeRunner:
             return None
         return self._start(trigger, scheduled)
 
+    def _step_retry(self, step: str, attempt: int, delay: float, error: str) -> None:
+        self.bus.publish(
+            StepRetry(
+                runner=self.id,
+                run_id=self.run_id,
+                step=step,
+                attempt=attempt,
+                delay=delay,
+                error=error,
+            )
+        )
+
     def note_missed(self, trigger: str, count: int, late: float, reason: str = "late") -> None:
         """Record ``count`` fires of ``trigger`` that did not run (``run.missed``)."""
         self.bus.publish(
@@ -276,7 +288,9 @@ class PipeRunner:
         if limit is not None:
             clock = asyncio.get_running_loop().time
             deadline = RunDeadline(clock() + limit, limit, clock)
-        journal = RunJournal.recording(dry_run=self._dry_run, deadline=deadline)
+        journal = RunJournal.recording(
+            dry_run=self._dry_run, deadline=deadline, on_retry=self._step_retry
+        )
         started = _Run(
             runner=self.id,
             trigger=trigger,
@@ -343,7 +357,7 @@ class PipeRunner:
                 result,
                 results,
                 error=result.message,
-                exception=None if isinstance(error, PipeError) else error,
+                exception=error,
             )
         else:
             event = started.end(RunFinished, RunOutcome.SKIPPED, now, result, results)

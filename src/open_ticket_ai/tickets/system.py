@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from open_ticket_ai.core.component import ParamsT
 from open_ticket_ai.core.services import Service
-from open_ticket_ai.runtime.events import HelpdeskRequest
+from open_ticket_ai.runtime.events import HelpdeskRequest, HelpdeskRetry
 from open_ticket_ai.tickets.models import NewTicket, Note, Ticket, TicketChanges, TicketSearch
 
 __all__ = ["TicketSystem"]
@@ -53,6 +53,15 @@ class TicketSystem(Service[ParamsT]):
         if self.publish is not None:
             self.publish(
                 HelpdeskRequest(system=self.id, method=method, status=status, duration=duration)
+            )
+
+    def retrying(self, call: str, attempt: int, delay: float, reason: str) -> None:
+        """Report a call sent again after ``delay`` as ``helpdesk.retry`` (INFO)."""
+        if self.publish is not None:
+            self.publish(
+                HelpdeskRetry(
+                    system=self.id, call=call, attempt=attempt, delay=delay, reason=reason
+                )
             )
 
     def ticket_url(self, ticket_id: str) -> str | None:

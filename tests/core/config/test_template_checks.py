@@ -259,3 +259,92 @@ def test_validate_prints_warnings_and_exits_0_and_refuses_an_unset_listener_toke
     assert "token.yml:2:17 orchestrator.http.token: environment variable OTAI_HTTP_TOKEN" in (
         refused.output
     )
+
+
+def _services_config(services: str, steps: str = "") -> str:
+    pipe = steps or "{id: p, use: ExpressionPipe, params: {expression: 1}}"
+    return (
+        textwrap.dedent(services)
+        + "orchestrator:\n  runners:\n    - id: r\n      run: "
+        + pipe
+        + "\n"
+    )
+
+
+def test_a_classifier_model_typo_is_an_error_and_a_model_file_to_train_a_warning(
+    tmp_path: Path,
+) -> None:
+    services = """
+    services:
+      - id: queue_model
+        use: ClassifierService
+        params: {path: "%s"}
+    """ % (tmp_path / "not-trained-yet.joblib")
+    typo = _services_config(
+        services, "{id: c, use: ClassifyPipe, params: {text: t, model: queue_modle}}"
+    )
+    with pytest.raises(ConfigError) as caught:
+        build(parse_config(typo, "config.yml"))
+    [problem] = [str(p) for p in caught.value.problems]
+    assert "params.model: no service 'queue_modle' (services: queue_model)" in problem
+    later = tmp_path / "models" / "later.joblib"
+    by_path = _services_config(
+        services, "{id: c, use: ClassifyPipe, params: {text: t, model: '" + str(later) + "'}}"
+    )
+    warnings = [str(w) for w in build(parse_config(by_path, "config.yml")).warnings]
+    assert any("services[0].params.path: no model file at" in w for w in warnings)
+    assert any("params.model: no service" in w and "otai train" in w for w in warnings)
+
+
+def test_a_missing_model_file_fails_the_start_naming_it_and_how_to_make_it(
+    tmp_path: Path,
+) -> None:
+    services = """
+    services:
+      - id: queue_model
+        use: ClassifierService
+        params: {path: "%s"}
+    """ % (tmp_path / "missing.joblib")
+    config = build(parse_config(_services_config(services), "config.yml"))
+    with pytest.raises(Exception, match=r"service 'queue_model'.*missing\.joblib.*otai train"):
+        asyncio.run(Orchestrator(config).run_once("r"))
+
+
+def test_a_sqlite_helpdesk_in_a_missing_directory_is_refused_unless_created(
+    tmp_path: Path,
+) -> None:
+    typo = tmp_path / "no-such-dir" / "helpdesk.sqlite"
+    services = """
+    services:
+      - id: desk
+        use: SqliteTicketSystem
+        params: {path: "%s"%s}
+    """
+    steps = "{id: f, use: FetchTicketsPipe, params: {ticket_system: desk}}"
+    refused = build(parse_config(_services_config(services % (typo, ""), steps), "c.yml"))
+    [warning] = [str(w) for w in refused.warnings]
+    assert "services[0].params.path: the directory" in warning
+    assert "set create: true" in warning
+    with pytest.raises(Exception, match=r"does not exist.*create: true"):
+        asyncio.run(Orchestrator(refused).run_once("r"))
+    assert not typo.parent.exists()
+    created = build(
+        parse_config(_services_config(services % (typo, ", create: true"), steps), "c.yml")
+    )
+    assert created.warnings == ()
+    assert asyncio.run(Orchestrator(created).run_once("r")).succeeded
+    assert typo.is_file()
+
+
+def test_a_date_trigger_in_the_past_is_a_warning_logged_at_start() -> None:
+    config = compiled(
+        """
+        - id: x
+          use: ExpressionPipe
+          params: {expression: 1}
+        """,
+        on="[{id: once, use: DateTrigger, params: {at: '2020-01-01T00:00:00+00:00'}}]",
+    )
+    [warning] = [str(w) for w in config.warnings]
+    assert "on[0].params.at: 2020-01-01T00:00:00+00:00 passed" in warning
+    assert "will never fire" in warning

@@ -13,6 +13,8 @@ from open_ticket_ai.core.pipes.run import RunContext, execute_pipe
 
 HERE = __name__
 
+RUN = "orchestrator.runners[0].run"
+
 
 class ActParams(ParamsModel):
     outcome: str = "succeed"
@@ -96,10 +98,12 @@ async def test_a_later_step_sees_the_earlier_steps_results() -> None:
 async def test_a_failed_step_fails_the_composite_and_stops_it(outcome: str, message: str) -> None:
     result, run = await run_config(config(act("a") + act("b", outcome) + act("c")))
     assert result.failed
-    assert result.message == f"step 'b' failed: {message}"
+    # A raised error's message starts with the step's config path: where and why.
+    where = "" if outcome == "fail" else f"config.yml:11 {RUN}.steps[1]: "
+    assert result.message == f"step 'b' failed: {where}{message}"
     assert ActPipe.calls == ["a", "b"]
     assert run.results["b"].failed
-    assert run.results["b"].message == message
+    assert run.results["b"].message == where + message
     assert run.results["c"].skipped
     assert "'b'" in run.results["c"].message
 
@@ -232,11 +236,12 @@ async def test_a_failure_in_a_nested_composite_propagates_outwards() -> None:
     assert run.results["y"].skipped
     assert run.results["inner_fallback"].data == {"value": "support"}
     assert run.results["inner"].failed
-    assert run.results["inner"].message == "step 'x' failed: RuntimeError: x crashed"
+    crashed = f"config.yml:13 {RUN}.steps[1].steps[0]: RuntimeError: x crashed"
+    assert run.results["inner"].message == f"step 'x' failed: {crashed}"
     assert run.results["outer_after"].skipped
     assert run.results["outer_fallback"].succeeded
     assert result.failed
-    assert result.message == "step 'inner' failed: step 'x' failed: RuntimeError: x crashed"
+    assert result.message == f"step 'inner' failed: step 'x' failed: {crashed}"
 
 
 async def test_the_same_pipeline_runs_again_from_scratch() -> None:

@@ -264,7 +264,8 @@ async def test_retry_gives_up_after_the_attempts() -> None:
     result, run = await run_config(text)
     assert len(ATTEMPTS["flaky"]) == 2
     assert run.results["f"].failed
-    assert run.results["f"].message == "ValueError: attempt 2 (after 2 attempts)"
+    where = "config.yml:8 orchestrator.runners[0].run.steps[0]"
+    assert run.results["f"].message == f"{where}: ValueError: attempt 2 (after 2 attempts)"
     assert isinstance(run.results["f"].error, ValueError)
     assert result.failed
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from pydantic import Field, model_validator
 
 from open_ticket_ai import Duration, ParamsModel, TimeTrigger
 from open_ticket_ai.base.triggers.cron_trigger import ZoneName, zone_named
+from open_ticket_ai.core.durations import format_duration
 
 __all__ = ["DateParams", "DateTrigger"]
 
@@ -65,6 +67,19 @@ class DateTrigger(TimeTrigger[DateParams]):
         super().__init__(params, id=id)
         self.at = params.localized.timestamp()
         """``at`` as a POSIX timestamp."""
+
+    def warnings(self) -> list[tuple[str, str]]:
+        passed = time.time() - self.at
+        if passed <= self.params.grace:
+            return []
+        return [
+            (
+                "at",
+                f"{self.params.localized.isoformat()} passed {format_duration(passed)} ago, "
+                f"longer than its grace of {format_duration(self.params.grace)}: this trigger "
+                "will never fire",
+            )
+        ]
 
     def first_fire(self, start: float) -> float | None:
         if self.at >= start:

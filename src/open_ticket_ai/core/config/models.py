@@ -233,6 +233,9 @@ class AppConfig(_ConfigModel):
     """The whole config, whichever root form the file used."""
 
     plugins: list[str] = Field(default_factory=list)
+    plugin_paths: list[str] = Field(default_factory=list)
+    """Directories searched for plugin modules (``plugins:`` and ``use: "module:Class"``),
+    relative to the config file's directory, after that directory itself."""
     services: list[ServiceDefinition] = Field(default_factory=list)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     env_allowlist: list[str] = Field(default_factory=list)

@@ -186,7 +186,7 @@ class RunJournal:
     run, and its deadline. ``for_each`` iterations share the actions, decisions and deadline
     of their run; their own steps are summed up in the ``for_each`` step's ``items``."""
 
-    __slots__ = ("actions", "deadline", "decisions", "dry_run", "steps")
+    __slots__ = ("actions", "deadline", "decisions", "dry_run", "on_retry", "steps")
 
     def __init__(
         self,
@@ -196,6 +196,7 @@ class RunJournal:
         decisions: list[Decision] | None = None,
         steps: list[StepReport] | None = None,
         deadline: RunDeadline | None = None,
+        on_retry: Callable[[str, int, float, str], None] | None = None,
     ) -> None:
         self.dry_run = dry_run
         self.actions: list[Action] = actions if actions is not None else []
@@ -203,9 +204,17 @@ class RunJournal:
         self.steps: list[StepReport] | None = steps
         """None where steps are not recorded (inside a ``for_each`` iteration)."""
         self.deadline = deadline
+        self.on_retry = on_retry
+        """Told ``(step path, failed attempt, delay, error)`` before a step is retried."""
 
     @classmethod
-    def recording(cls, *, dry_run: bool = False, deadline: RunDeadline | None = None) -> RunJournal:
+    def recording(
+        cls,
+        *,
+        dry_run: bool = False,
+        deadline: RunDeadline | None = None,
+        on_retry: Callable[[str, int, float, str], None] | None = None,
+    ) -> RunJournal:
         """The journal of a whole run: its steps are recorded."""
         journal = cls.__new__(cls)
         journal.dry_run = dry_run
@@ -213,6 +222,7 @@ class RunJournal:
         journal.decisions = []
         journal.steps = []
         journal.deadline = deadline
+        journal.on_retry = on_retry
         return journal
 
     def for_items(self) -> RunJournal:
@@ -221,6 +231,7 @@ class RunJournal:
             actions=self.actions,
             decisions=self.decisions,
             deadline=self.deadline,
+            on_retry=self.on_retry,
         )
 
 

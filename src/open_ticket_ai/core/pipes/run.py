@@ -30,7 +30,7 @@ from open_ticket_ai.core.templates import (
     render_tree,
     truthy,
 )
-from open_ticket_ai.errors import ComponentError, PipeError, TemplateError
+from open_ticket_ai.errors import ComponentError, OpenTicketAIError, TemplateError
 
 __all__ = [
     "CURRENT_STEP",
@@ -193,6 +193,8 @@ async def _execute(spec: PipeSpec, run: RunContext, parent: Mapping[str, Any]) -
             if not _should_retry(result, raised, retry):
                 break
             delay = min(retry.delay * retry.backoff ** (attempt - 1), retry.max_delay)
+            if journal.on_retry is not None:
+                journal.on_retry(spec.path, attempt, delay, result.message)
             await asyncio.sleep(delay)
             attempt += 1
     finally:
@@ -358,14 +360,22 @@ async def _attempt(
             message = f"timed out after {format_duration(spec.timeout)}"
             return PipeResult.failure(message, error=exc), True
         return PipeResult.failure(f"TimeoutError: {exc}", error=exc), True
-    except (PipeError, TemplateError) as exc:
+    except TemplateError as exc:  # its message names the template's place
         return PipeResult.failure(str(exc), error=exc), True
+    except OpenTicketAIError as exc:  # a helpdesk that refused, a pipe's own error
+        return PipeResult.failure(_at(spec, str(exc)), error=exc), True
     except Exception as exc:
-        return PipeResult.failure(f"{type(exc).__name__}: {exc}", error=exc), True
+        return PipeResult.failure(_at(spec, f"{type(exc).__name__}: {exc}"), error=exc), True
     if not isinstance(outcome, PipeResult):
         message = f"{pipe_name}.process returned {type(outcome).__name__}, not a PipeResult"
         return PipeResult.failure(message), False
     return outcome, False
+
+
+def _at(spec: PipeSpec, message: str) -> str:
+    """A raised error's message with the step's config path in front: one line that says
+    where and why (a pipe's returned failure is worded by the pipe)."""
+    return message if message.startswith(spec.path) else f"{spec.path}: {message}"
 
 
 class _WorkerThreads:

@@ -67,10 +67,13 @@ class HelpdeskClient:
         backoff: float = 0.5,
         verify: bool = True,
         on_response: Callable[[str, int, float], None] | None = None,
+        on_retry: Callable[[str, int, float, str], None] | None = None,
     ) -> None:
         self.system = system
         self._on_response = on_response
         """Told of each attempt: method, status (0 without an answer) and seconds taken."""
+        self._on_retry = on_retry
+        """Told before each retry: the call, the attempt that failed, the delay, why."""
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
@@ -138,6 +141,7 @@ class HelpdeskClient:
                         f"{call} failed after {attempt} attempts, the most its "
                         f"{format_duration(self.call_timeout)} (call_timeout) allows: {reason}"
                     ) from exc
+                self._retrying(f"{method} {path}", attempt, pause, reason)
                 await asyncio.sleep(pause)
                 continue
             status = response.status_code
@@ -152,6 +156,7 @@ class HelpdeskClient:
                 if attempt <= self.retries:
                     pause = self._pause(response, attempt)
                     if self._time_for(pause, deadline):
+                        self._retrying(f"{method} {path}", attempt, pause, f"answered {status}")
                         await asyncio.sleep(pause)
                         continue
                     raise TicketSystemError(
@@ -182,6 +187,11 @@ class HelpdeskClient:
             except (TypeError, ValueError, IndexError):
                 return backoff
         return max(wait, 0.0)
+
+    def _retrying(self, call: str, attempt: int, pause: float, reason: str) -> None:
+        if self._on_retry is not None:
+            with contextlib.suppress(Exception):
+                self._on_retry(call, attempt, pause, reason)
 
     def _answered(self, method: str, status: int, started: float) -> None:
         if self._on_response is not None:
@@ -231,6 +241,7 @@ class HelpdeskParams(ParamsModel):
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
         on_response: Callable[[str, int, float], None] | None = None,
+        on_retry: Callable[[str, int, float, str], None] | None = None,
     ) -> HelpdeskClient:
         """The client these settings describe, for ``system`` at ``base_url``."""
         return HelpdeskClient(
@@ -244,6 +255,7 @@ class HelpdeskParams(ParamsModel):
             backoff=self.retry_backoff,
             verify=self.verify_tls,
             on_response=on_response,
+            on_retry=on_retry,
         )
 
 

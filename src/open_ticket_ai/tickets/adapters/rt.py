@@ -139,6 +139,7 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
                 headers={"Authorization": f"token {token}"} if token else None,
                 auth=None if token else (params.username or "", password),
                 on_response=self.answered,
+                on_retry=self.retrying,
             )
 
     async def close(self) -> None:

@@ -57,7 +57,10 @@ CREATE INDEX IF NOT EXISTS notes_ticket ON notes (ticket_id, id);
 
 class SqliteParams(ParamsModel):
     path: str = Field("otai-helpdesk.sqlite", min_length=1)
-    """The database file; created with its tables when missing."""
+    """The database file; created with its tables when missing, in a directory that exists
+    (a typo in the directory must not start an empty helpdesk that is routed forever)."""
+    create: bool = False
+    """Also create the directories of ``path`` when they are missing."""
 
 
 def _now() -> str:
@@ -98,8 +101,24 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
     async def open(self) -> None:
         await asyncio.to_thread(self._connect)
 
+    def warnings(self) -> list[tuple[str, str]]:
+        missing = self._missing_directory()
+        return [("path", missing)] if missing else []
+
+    def _missing_directory(self) -> str | None:
+        directory = Path(self.params.path).expanduser().parent
+        if self.params.create or directory.is_dir():
+            return None
+        return (
+            f"the directory {str(directory)!r} does not exist, so there is no helpdesk at "
+            f"{self.params.path!r}: check the path, or set create: true to start a new one"
+        )
+
     def _connect(self) -> None:
-        path = Path(self.params.path)
+        missing = self._missing_directory()
+        if missing is not None:
+            raise TicketSystemError(f"sqlite: {missing}")
+        path = Path(self.params.path).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

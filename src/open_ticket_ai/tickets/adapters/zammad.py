@@ -102,6 +102,7 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
                 self._base,
                 headers={"Authorization": f"Token token={token}"},
                 on_response=self.answered,
+                on_retry=self.retrying,
             )
 
     async def close(self) -> None:

@@ -114,6 +114,7 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
                 self._label,
                 self.params.url,
                 on_response=self.answered,
+                on_retry=self.retrying,
             )
 
     async def close(self) -> None:
