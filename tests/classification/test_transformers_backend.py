@@ -12,7 +12,10 @@ from tests.classification.support import config, held_out_tickets, run_config, t
 
 from open_ticket_ai.classification import ClassificationError, TransformersClassifier
 
-REASON = "the transformers backend needs the optional ml extra: pip install 'open-ticket-ai[ml]'"
+REASON = (
+    "the transformers backend needs the optional ml extra: "
+    "pip install 'ticketflow-orchestrator[ml]'"
+)
 torch = pytest.importorskip("torch", reason=REASON)
 transformers = pytest.importorskip("transformers", reason=REASON)
 tokenizers = pytest.importorskip("tokenizers", reason=REASON)

@@ -397,7 +397,7 @@ def test_a_malformed_event_is_not_counted_and_raises_nothing(
 def test_build_info_and_content_type() -> None:
     metrics = Metrics(EventBus())
     try:
-        version = importlib.metadata.version("open-ticket-ai")
+        version = importlib.metadata.version("ticketflow-orchestrator")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     assert series(samples(metrics), "otai_build_info") == {frozenset({("version", version)}): 1.0}

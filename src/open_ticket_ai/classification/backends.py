@@ -3,7 +3,7 @@
 - :class:`SklearnClassifier`: a model file trained by ``otai train`` (TF-IDF over word and
   character n-grams, which suit English and German alike, and logistic regression).
 - :class:`TransformersClassifier`: a Hugging Face text-classification model from a local
-  directory or a hub id (the optional ``ml`` extra: ``pip install 'open-ticket-ai[ml]'``).
+  directory or a hub id (the optional ``ml`` extra: ``pip install 'ticketflow-orchestrator[ml]'``).
 
 Heavy libraries are imported when a backend is built or loaded, never when this module is.
 Every ``predict`` blocks: call it from a worker thread, never on the event loop.
@@ -116,7 +116,7 @@ def _optional(name: str) -> ModuleType:
     except ImportError as exc:
         raise ClassificationError(
             f"the transformers backend needs {name!r}, which is not installed: "
-            "pip install 'open-ticket-ai[ml]'"
+            "pip install 'ticketflow-orchestrator[ml]'"
         ) from exc
 
 

@@ -51,7 +51,7 @@ def _build(config: str | None) -> CompiledConfig:
 
 
 @click.group()
-@click.version_option(package_name="open-ticket-ai")
+@click.version_option(package_name="ticketflow-orchestrator")
 def cli() -> None:
     """open-ticket-ai: keeps helpdesk automation pipelines running on time."""
 

@@ -5,9 +5,9 @@ built-in or of a plugin's component, and the module aliases older configs use
 (``open_ticket_ai.base.interval_trigger:IntervalTrigger``).
 
 The core knows no component by name. Short names come from entry points in the group
-``open_ticket_ai.plugins``: the built-ins are the entry points of the ``open-ticket-ai``
-distribution itself (its ``pyproject.toml``), the rest come from installed plugins and from
-the modules a config lists under ``plugins:``. A ``Name = "module:Class"`` entry point makes
+``open_ticket_ai.plugins``: the built-ins are the entry points of the distribution itself
+(``ticketflow-orchestrator``, its ``pyproject.toml``), the rest come from installed plugins
+and the modules a config lists under ``plugins:``. A ``Name = "module:Class"`` entry point makes
 ``Name`` a short name and imports ``module`` only when a config uses it; a ``name = "module"``
 entry point imports the module when a :class:`Registry` is made and gives each public
 component class it defines its class name. Entry points are read once per process
@@ -37,7 +37,7 @@ __all__ = ["DISTRIBUTION", "ENTRY_POINT_GROUP", "Registry", "reload_entry_points
 ENTRY_POINT_GROUP = "open_ticket_ai.plugins"
 """The entry-point group of components: the built-ins' and every plugin's."""
 
-DISTRIBUTION = "open-ticket-ai"
+DISTRIBUTION = "ticketflow-orchestrator"
 """The distribution whose entry points are the built-ins."""
 
 _BUILTIN_ORIGIN = "open_ticket_ai"

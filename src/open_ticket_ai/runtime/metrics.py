@@ -118,7 +118,7 @@ log = logging.getLogger("open_ticket_ai")
 
 def _version() -> str:
     try:
-        return importlib.metadata.version("open-ticket-ai")
+        return importlib.metadata.version("ticketflow-orchestrator")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
