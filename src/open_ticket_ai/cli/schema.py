@@ -495,7 +495,8 @@ def _templates_allowed(params: JsonSchemaValue) -> None:
         for name, schema in params.get(key, {}).items():
             notes = {k: schema[k] for k in _NOTES if k in schema}
             rest = {k: v for k, v in schema.items() if k not in notes}
-            params[key][name] = {**notes, "anyOf": [*_options(rest), _TEMPLATE_REF]}
+            if rest:  # (an empty one takes anything already)
+                params[key][name] = {**notes, "anyOf": [*_options(rest), _TEMPLATE_REF]}
 
 
 def _offer(use: JsonSchemaValue, components: Iterable[_Known], kind: str) -> JsonSchemaValue:
