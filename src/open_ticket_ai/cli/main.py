@@ -21,12 +21,12 @@ from open_ticket_ai.cli.log_format import configure_logging
 from open_ticket_ai.cli.once import print_run
 from open_ticket_ai.cli.params import duration_value
 from open_ticket_ai.cli.runs import runs
+from open_ticket_ai.cli.schema import config_schema
 from open_ticket_ai.cli.status import status_command
 from open_ticket_ai.cli.tickets import tickets
 from open_ticket_ai.cli.train import train_command
 from open_ticket_ai.cli.trigger import trigger_command
 from open_ticket_ai.core.config.loader import load_config
-from open_ticket_ai.core.config.models import AppConfig, OrchestratorConfig
 from open_ticket_ai.core.factory import CompiledConfig, build
 from open_ticket_ai.core.pipes.run import worker_threads
 from open_ticket_ai.errors import OpenTicketAIError
@@ -77,29 +77,12 @@ def validate(config: str | None) -> None:
 
 @cli.command()
 def schema() -> None:
-    """Print the JSON Schema of the config file (for editor completion)."""
-    app = AppConfig.model_json_schema(by_alias=True)
-    orchestrator = OrchestratorConfig.model_json_schema(by_alias=True)
-    document: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "open-ticket-ai config",
-        "anyOf": [
-            {
-                "type": "object",
-                "properties": {"open_ticket_ai": {"$ref": "#/$defs/AppConfig"}},
-                "required": ["open_ticket_ai"],
-                "additionalProperties": False,
-            },
-            {"$ref": "#/$defs/AppConfig"},
-            {"$ref": "#/$defs/OrchestratorConfig"},
-        ],
-        "$defs": {
-            **app.pop("$defs", {}),
-            **orchestrator.pop("$defs", {}),
-            "AppConfig": app,
-            "OrchestratorConfig": orchestrator,
-        },
-    }
+    """Print the JSON Schema of the config file, for editors (see docs/plugins.md)."""
+    try:
+        document = config_schema()
+    except OpenTicketAIError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
     click.echo(json.dumps(document, indent=2))
 
 
