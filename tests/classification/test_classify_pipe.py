@@ -97,8 +97,14 @@ async def test_below_the_threshold_the_fallback_is_the_value(model_file: Path) -
     assert unsure.data["value"] == "Triage"
     assert unsure.data["confidence"] < 0.99
     assert unsure.data["label"] in {"IT Support", "Billing", "Sales", "HR"}
-    assert unsure.message.startswith("low confidence: ")
-    assert unsure.message.endswith("is below 0.99; using 'Triage'")
+    assert unsure.message.startswith(f"low confidence: best guess {unsure.data['label']!r} is ")
+    assert unsure.message.endswith("% sure, below the threshold 99%; using 'Triage'")
+    assert unsure.data["threshold"] == 0.99
+    sure = min(round(unsure.data["confidence"] * 100), 98)
+    assert unsure.data["explanation"] == (
+        f"Triage (best guess {unsure.data['label']}, {sure}% sure, below the threshold 99%)"
+    )
+    assert run.results["no_fallback"].data["explanation"].startswith("none (best guess ")
     assert run.results["no_fallback"].data["value"] is None
     assert len(run.results["no_fallback"].data["top"]) == 4  # every label there is
     unmapped = run.results["unmapped"].data

@@ -3,6 +3,7 @@ back when the model is not sure."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,9 +56,12 @@ class ClassifyParams(ParamsModel):
 class ClassifyPipe(Pipe[ClassifyParams]):
     """Classifies ``text`` and succeeds with ``data``: ``label`` and ``confidence`` (the
     model's answer), ``top`` (the ``top_k`` best as ``{label, score}``), ``value`` (the label
-    through ``label_map``, or ``fallback`` when below ``threshold``) and ``low_confidence``.
-    Inference runs in a worker thread, never on the event loop. Each classification is
-    recorded as a decision of the run (model, label, confidence, the best three, fallback)."""
+    through ``label_map``, or ``fallback`` when below ``threshold``), ``low_confidence``,
+    ``threshold`` and ``explanation``, the outcome in words for a note: ``"Billing (93%
+    sure)"``, or below the threshold ``"Review (best guess Billing, 33% sure, below the
+    threshold 50%)"``. Inference runs in a worker thread, never on the event loop. Each
+    classification is recorded as a decision of the run (model, label, confidence, the best
+    three, fallback)."""
 
     def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
@@ -88,21 +92,50 @@ def _item_ticket(ctx: PipeContext) -> str | None:
 def _result(p: ClassifyParams, prediction: Prediction) -> PipeResult:
     low = prediction.confidence < p.threshold
     value = p.fallback if low else p.label_map.get(prediction.label, prediction.label)
-    shown = f"{prediction.label!r} ({prediction.confidence:.2f})"
+    sure = _percent(prediction.confidence, below=p.threshold if low else None)
     if low:
-        message = f"low confidence: {shown} is below {p.threshold:g}; using {value!r}"
-    elif value != prediction.label:
-        message = f"{shown} -> {value!r}"
+        explanation = (
+            f"{_shown(value)} (best guess {prediction.label}, {sure} sure, "
+            f"below the threshold {_threshold(p.threshold)})"
+        )
+        message = (
+            f"low confidence: best guess {prediction.label!r} is {sure} sure, below the "
+            f"threshold {_threshold(p.threshold)}; using {value!r}"
+        )
     else:
-        message = shown
+        explanation = f"{_shown(value)} ({sure} sure)"
+        shown = f"{prediction.label!r} ({prediction.confidence:.2f})"
+        message = f"{shown} -> {value!r}" if value != prediction.label else shown
     data = {
         "label": prediction.label,
         "confidence": prediction.confidence,
         "top": [{"label": label, "score": score} for label, score in prediction.top[: p.top_k]],
         "value": value,
         "low_confidence": low,
+        "threshold": p.threshold,
+        "explanation": explanation,
     }
     return PipeResult.success(data, message=message)
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _percent(share: float, *, below: float | None = None) -> str:
+    """A confidence in whole percent (``0.334`` -> ``"33%"``). With ``below`` (a threshold
+    the confidence is under), one that would round up to the threshold is shown just under
+    it: 49.6% below 50% reads ``"49%"``, never ``"50%"``."""
+    whole = round(share * 100)
+    if below is not None:
+        whole = max(0, min(whole, math.ceil(round(below * 100, 6)) - 1))
+    return f"{whole}%"
+
+
+def _threshold(share: float) -> str:
+    """A threshold in percent with its decimals: ``0.5`` -> ``"50%"``, ``0.335`` ->
+    ``"33.5%"``."""
+    return f"{share * 100:.4g}%"
 
 
 def _classifier(ctx: PipeContext, model: str) -> Classifier:

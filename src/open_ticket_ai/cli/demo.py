@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from open_ticket_ai.demo.sample_tickets import SampleTicket, sample_tickets
+from open_ticket_ai.demo.sample_tickets import EXPECTED_QUEUE, SampleTicket, sample_tickets
 from open_ticket_ai.tickets.adapters.sqlite import SqliteParams, SqliteTicketSystem
 
 __all__ = ["demo"]
@@ -78,7 +78,7 @@ async def _seed(db: Path, waiting: list[SampleTicket], done: list[SampleTicket])
                 update={
                     "queue": INCOMING,
                     "priority": None,
-                    "custom_fields": {"expected_queue": sample.queue},
+                    "custom_fields": {EXPECTED_QUEUE: sample.queue},
                 }
             )
             await system.create(new)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,14 +16,28 @@ from open_ticket_ai.classification.model import Metrics, SavedModel
 from open_ticket_ai.classification.training import (
     Example,
     corrections_of,
-    examples_from_tickets,
     read_examples,
+    ticket_label,
     train,
     training_steps,
 )
-from open_ticket_ai.errors import OpenTicketAIError
+from open_ticket_ai.errors import OpenTicketAIError, TicketNotFoundError
+from open_ticket_ai.tickets.models import TicketSearch
 
-__all__ = ["format_confusion", "format_per_class", "train_command"]
+if TYPE_CHECKING:
+    from open_ticket_ai.core.compiled import CompiledConfig
+    from open_ticket_ai.tickets.system import TicketSystem
+
+__all__ = [
+    "fetched_queues",
+    "format_confusion",
+    "format_per_class",
+    "sorted_examples",
+    "train_command",
+]
+
+EXIT_CONFIG = 2
+_PAGE = 200
 
 
 @click.command("train")
@@ -68,6 +85,17 @@ __all__ = ["format_confusion", "format_per_class", "train_command"]
     ),
 )
 @click.option(
+    "--exclude-queue",
+    "exclude_queues",
+    multiple=True,
+    metavar="NAME",
+    help=(
+        "With --service: leave out the tickets in this queue (repeatable). The queues the"
+        " config's FetchTicketsPipe steps read (tickets waiting to be sorted) are left out"
+        " anyway."
+    ),
+)
+@click.option(
     "--demo", is_flag=True, help="Train on the built-in sample tickets (English and German)."
 )
 @click.option(
@@ -89,6 +117,7 @@ def train_command(
     config: str | None,
     limit: int | None,
     corrections: bool,
+    exclude_queues: tuple[str, ...],
     demo: bool,
     folds: int,
     seed: int,
@@ -108,9 +137,11 @@ def train_command(
         )
     if corrections and service_id is None:
         raise click.UsageError("--corrections needs --service (the helpdesk they were made in)")
+    if exclude_queues and service_id is None:
+        raise click.UsageError("--exclude-queue needs --service (the helpdesk to train on)")
     try:
         examples, origin = _examples(
-            data, label, text_fields, service_id, config, limit, corrections
+            data, label, text_fields, service_id, config, limit, corrections, exclude_queues
         )
         labels = sorted({example[1] for example in examples})
         click.echo(f"Read {len(examples)} examples of {len(labels)} labels from {origin}")
@@ -132,13 +163,14 @@ def _examples(
     config: str | None,
     limit: int | None,
     corrections: bool = False,
+    exclude_queues: tuple[str, ...] = (),
 ) -> tuple[list[Example], str]:
     if data is not None:
         found = read_examples(data, label=label or "label", text_fields=text_fields or None)
         return found, data
     if service_id is not None:
         found, fixed = asyncio.run(
-            _from_service(config, service_id, label or "queue", limit, corrections)
+            _from_service(config, service_id, label or "queue", limit, corrections, exclude_queues)
         )
         origin = f"service {service_id!r}"
         if corrections:
@@ -155,14 +187,23 @@ def _examples(
 
 
 async def _from_service(
-    config: str | None, service_id: str, label: str, limit: int | None, corrections: bool
+    config: str | None,
+    service_id: str,
+    label: str,
+    limit: int | None,
+    corrections: bool,
+    exclude_queues: tuple[str, ...] = (),
 ) -> tuple[list[Example], int]:
     """The examples, and how many labels the console's corrections set."""
     from open_ticket_ai.core.config.loader import load_config
     from open_ticket_ai.core.factory import build
     from open_ticket_ai.tickets.system import TicketSystem
 
-    compiled = build(load_config(config))
+    try:
+        compiled = build(load_config(config))
+    except OpenTicketAIError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
     services = compiled.services
     fixed = _corrections(compiled, service_id, label) if corrections else {}
     system: Any = services.get(service_id)
@@ -172,12 +213,99 @@ async def _from_service(
             f"no ticket-system service {service_id!r} in the config "
             f"(ticket systems: {', '.join(systems) or 'none'})"
         )
+    excluded = fetched_queues(compiled)
+    for queue in exclude_queues:
+        excluded.setdefault(queue, []).append("--exclude-queue")
     await system.open()
     try:
-        found = await examples_from_tickets(system, label=label, limit=limit, corrections=fixed)
+        found, left_out = await sorted_examples(
+            system, label=label, limit=limit, corrections=fixed, excluded=set(excluded)
+        )
     finally:
         await system.close()
+    for queue, why in excluded.items():
+        count = left_out.get(queue, 0)
+        click.echo(
+            f"Excluded queue {queue!r} ({', '.join(why)}): "
+            f"{count} ticket{'' if count == 1 else 's'} left out"
+        )
     return found, len(fixed)
+
+
+def fetched_queues(compiled: CompiledConfig) -> dict[str, list[str]]:
+    """Queue -> why it is excluded: the ``queue`` of every FetchTicketsPipe in the config's
+    runners, whose tickets wait to be sorted. A queue given by a template is rendered with
+    ``env`` (as services are); one that needs a run (``item``, ``pipe_result``) is reported
+    and not excluded."""
+    from open_ticket_ai.core.templates import render_tree
+    from open_ticket_ai.errors import TemplateError
+    from open_ticket_ai.tickets.pipes import FetchTicketsPipe
+
+    found: dict[str, list[str]] = {}
+    for runner in compiled.runners:
+        specs = [runner.pipeline]
+        while specs:
+            spec = specs.pop(0)
+            specs.extend(spec.steps)
+            if not issubclass(spec.pipe_class, FetchTicketsPipe):
+                continue
+            if spec.static_params is not None:
+                queue = getattr(spec.static_params, "queue", None)
+            else:
+                tree = spec.params_tree if isinstance(spec.params_tree, dict) else {}
+                try:
+                    queue = render_tree(tree.get("queue"), {"env": dict(compiled.env)})
+                except TemplateError:
+                    click.echo(
+                        f"Not excluded: the queue of {spec.path} (runner {runner.id!r}) is known"
+                        " only when it runs; name it with --exclude-queue",
+                        err=True,
+                    )
+                    continue
+            if isinstance(queue, str) and queue:
+                reasons = found.setdefault(queue, [])
+                reason = f"read by runner {runner.id!r}"
+                if reason not in reasons:
+                    reasons.append(reason)
+    return found
+
+
+async def sorted_examples(
+    system: TicketSystem[Any],
+    *,
+    label: str,
+    limit: int | None = None,
+    corrections: Mapping[str, str] | None = None,
+    excluded: set[str] | frozenset[str] = frozenset(),
+) -> tuple[list[Example], Counter[str]]:
+    """:func:`examples_from_tickets` without the tickets in the ``excluded`` queues (those
+    not sorted yet), and how many each queue left out. A corrected ticket is kept wherever
+    it is: a person gave it its label."""
+    corrected = dict(corrections or {})
+    left_out: Counter[str] = Counter()
+    examples: list[Example] = []
+    offset = 0
+    while limit is None or len(examples) < limit:
+        page = await system.search(TicketSearch(limit=_PAGE, offset=offset))
+        for ticket in page:
+            if ticket.id not in corrected and ticket.queue in excluded:
+                left_out[ticket.queue or ""] += 1
+                continue
+            value = corrected.pop(ticket.id, None) or ticket_label(ticket, label)
+            if value:
+                examples.append((ticket.text, value))
+        if len(page) < _PAGE:
+            break
+        offset += len(page)
+    for ticket_id, value in corrected.items():
+        if limit is not None and len(examples) >= limit:
+            break
+        try:
+            ticket = await system.get(ticket_id)
+        except TicketNotFoundError:
+            continue  # deleted since it was corrected
+        examples.append((ticket.text, value))
+    return (examples if limit is None else examples[:limit]), left_out
 
 
 def _corrections(compiled: Any, service_id: str, label: str) -> dict[str, str]:

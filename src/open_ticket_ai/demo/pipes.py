@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from open_ticket_ai import ParamsModel, Pipe, PipeContext, PipeResult
-from open_ticket_ai.demo.sample_tickets import sample_tickets
+from open_ticket_ai.demo.sample_tickets import EXPECTED_QUEUE, sample_tickets
 
 __all__ = ["SampleTicketParams", "SampleTicketPipe"]
 
@@ -32,7 +32,7 @@ class SampleTicketPipe(Pipe[SampleTicketParams]):
         tickets: list[dict[str, Any]] = []
         for sample in sample_tickets(self.params.count, seed=seed):
             ticket = sample.as_new_ticket().model_dump(mode="json")
-            ticket["custom_fields"] = {"expected_queue": sample.queue}
+            ticket["custom_fields"] = {EXPECTED_QUEUE: sample.queue}
             ticket["queue"] = self.params.queue
             ticket["priority"] = None
             tickets.append(ticket)

@@ -18,7 +18,14 @@ from open_ticket_ai.demo.german import GERMAN
 from open_ticket_ai.demo.language import Language
 from open_ticket_ai.tickets.models import NewTicket, Priority
 
-__all__ = ["LANGUAGES", "PRIORITIES", "QUEUES", "SampleTicket", "sample_tickets"]
+__all__ = [
+    "EXPECTED_QUEUE",
+    "LANGUAGES",
+    "PRIORITIES",
+    "QUEUES",
+    "SampleTicket",
+    "sample_tickets",
+]
 
 LANGUAGES: dict[str, Language] = {ENGLISH.code: ENGLISH, GERMAN.code: GERMAN}
 
@@ -32,6 +39,10 @@ PRIORITIES: dict[Priority, float] = {
     Priority.VERY_HIGH: 0.1,
 }
 """The priorities and how often each one occurs."""
+
+EXPECTED_QUEUE = "expected_queue"
+"""The custom field of a demo ticket opened unsorted: the queue a human would give it, so
+``otai tickets stats`` can tell how many the router sent where a human would."""
 
 _NAMES = (
     "Anna Schmidt",
