@@ -204,6 +204,7 @@ def test_the_config_is_rendered_before_its_path_is_taken(tmp_path: Path) -> None
         "    params: {path: \"{{ env.OTAI_TEST_DIR | default('nowhere') }}/desk.sqlite\"}\n"
         "orchestrator: {runners: []}\n"
     )
+    (tmp_path / "here").mkdir()  # a helpdesk is made only in a directory that exists
     env = {"OTAI_TEST_DIR": str(tmp_path / "here")}
     code, out = invoke("tickets", "--config", str(config), "add", "--subject", "VPN", env=env)
     assert code == 0, out

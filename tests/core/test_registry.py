@@ -236,7 +236,7 @@ def test_a_misspelt_class_in_a_module_gets_a_hint() -> None:
 
 
 def test_a_missing_module_is_named() -> None:
-    with pytest.raises(ComponentError, match="cannot import module 'no_such_module_xyz'"):
+    with pytest.raises(ComponentError, match="no module 'no_such_module_xyz': it is looked for beside the config"):
         Registry().resolve("no_such_module_xyz:Thing", Pipe)
 
 
@@ -355,7 +355,8 @@ def test_a_plugin_that_cannot_be_imported_is_a_config_problem() -> None:
         build(parse_config(text))
     (problem,) = info.value.problems
     assert (problem.path, problem.line, problem.column) == ("plugins[0]", 1, 11)
-    assert "cannot import module 'no_such_plugin_xyz'" in problem.message
+    assert "no module 'no_such_plugin_xyz'" in problem.message
+    assert "list its directory under plugin_paths" in problem.message
 
 
 def test_plugin_short_names_stay_out_of_other_registries(write_module: Callable[..., Path]) -> None:

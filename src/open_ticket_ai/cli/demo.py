@@ -37,7 +37,7 @@ def setup(directory: str, count: int, incoming: int, force: bool) -> None:
     """Create DIR/helpdesk.sqlite with sample tickets in English and German (most already
     sorted into their queues by a "human", some waiting in Incoming), then train
     DIR/queue-model.otai and DIR/priority-model.otai on the sorted ones."""
-    from open_ticket_ai.classification.training import train
+    from open_ticket_ai.classification.training import train, training_steps
 
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,10 @@ def setup(directory: str, count: int, incoming: int, force: bool) -> None:
         if path.exists():
             click.echo(f"{path}: exists, kept")
             continue
-        model = train(labels[name], folds=5)
+        folds = 5
+        label = f"Training the {name} model ({len(labels[name])} tickets, {folds}-fold check)"
+        with click.progressbar(length=training_steps(folds), label=label) as bar:
+            model = train(labels[name], folds=folds, on_step=lambda _: bar.update(1))
         model.save(path)
         accuracy = model.metrics.accuracy if model.metrics is not None else float("nan")
         click.echo(f"{path}: {name} model, cross-validated accuracy {accuracy:.1%}")

@@ -19,7 +19,7 @@ from open_ticket_ai.cli.console import console
 from open_ticket_ai.cli.demo import demo
 from open_ticket_ai.cli.log_format import configure_logging
 from open_ticket_ai.cli.once import print_run
-from open_ticket_ai.cli.params import duration_value
+from open_ticket_ai.cli.params import config_input, duration_value
 from open_ticket_ai.cli.runs import runs
 from open_ticket_ai.cli.schema import config_schema
 from open_ticket_ai.cli.status import status_command
@@ -39,8 +39,6 @@ __all__ = ["main"]
 
 EXIT_CONFIG = 2
 
-config_argument = click.argument("config", required=False, type=click.Path(dir_okay=False))
-
 
 def _build(config: str | None) -> CompiledConfig:
     try:
@@ -57,7 +55,7 @@ def cli() -> None:
 
 
 @cli.command()
-@config_argument
+@config_input
 def validate(config: str | None) -> None:
     """Check CONFIG (default: $OTAI_CONFIG, else ./config.yml) and exit 0 if it is valid.
 
@@ -87,10 +85,10 @@ def schema() -> None:
 
 
 @cli.command()
-@config_argument
+@config_input
 @click.option(
     "--log-level",
-    default="INFO",
+    default="info",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
@@ -135,6 +133,11 @@ def run(
         )
     except OpenTicketAIError as exc:
         click.echo(str(exc), err=True)
+        sys.exit(EXIT_CONFIG)
+    if once is not None and once not in orchestrator.runners:
+        known = ", ".join(orchestrator.runners) or "none"
+        click.echo(f"--once: no runner {once!r} (runners: {known})", err=True)
+        orchestrator.close()
         sys.exit(EXIT_CONFIG)
     try:
         code = run_bounded(_serve(orchestrator, once), grace=orchestrator.cancel_timeout)

@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from open_ticket_ai.cli.params import config_input
 from open_ticket_ai.cli.trigger import DEFAULT_URL, local_url
 from open_ticket_ai.core.compiled import CompiledConfig
 from open_ticket_ai.core.config.loader import load_config
@@ -64,7 +65,7 @@ class RunnerRow:
 
 
 @click.command("status")
-@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@config_input
 @click.option(
     "--url", help="The instance's listener (default: from the config's orchestrator.http)."
 )

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
 import click
 import httpx
 
+from open_ticket_ai.cli.params import config_input
 from open_ticket_ai.core.config.loader import load_config
 from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.errors import OpenTicketAIError
@@ -79,26 +81,28 @@ def _error_of(response: httpx.Response) -> str:
 
 @click.command("trigger")
 @click.argument("runner_id")
+@config_input
 @click.option("--url", help=f"The instance's listener (default {DEFAULT_URL}, or from --config).")
 @click.option(
     "--token",
     envvar="OTAI_TRIGGER_TOKEN",
     help="The listener's orchestrator.http.token (default: $OTAI_TRIGGER_TOKEN, or --config's).",
 )
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Read the listener's host, port and token from this config file.",
-)
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the answer.")
 def trigger_command(
     runner_id: str, url: str | None, token: str | None, config: str | None, timeout: float
 ) -> None:
-    """Fire RUNNER_ID now on a running instance (``otai run``) through its HTTP listener.
+    """Fire RUNNER_ID now on a running instance (otai run) through its HTTP listener.
+
+    The listener's address and token come from --url and --token, else from the config
+    (CONFIG, else $OTAI_CONFIG, else ./config.yml when it exists), else the default address.
 
     Prints the run id and exits 0 when the run started; prints the reason and exits 1 when
     the instance refused (the runner is busy); exits 2 when the request could not be made."""
+    if config is None and url is None:
+        # The usual config, when there is one: $OTAI_CONFIG, else ./config.yml.
+        usual = os.environ.get("OTAI_CONFIG") or "config.yml"
+        config = usual if Path(usual).is_file() else None
     config_url, config_token = _from_config(config) if config is not None else (None, None)
     base = (url or config_url or DEFAULT_URL).rstrip("/")
     token = token or config_token
