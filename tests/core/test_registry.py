@@ -236,7 +236,9 @@ def test_a_misspelt_class_in_a_module_gets_a_hint() -> None:
 
 
 def test_a_missing_module_is_named() -> None:
-    with pytest.raises(ComponentError, match="no module 'no_such_module_xyz': it is looked for beside the config"):
+    with pytest.raises(
+        ComponentError, match="no module 'no_such_module_xyz': it is looked for beside the config"
+    ):
         Registry().resolve("no_such_module_xyz:Thing", Pipe)
 
 
