@@ -147,7 +147,8 @@ def _classifier(ctx: PipeContext, model: str) -> Classifier:
     services = ", ".join(sorted(ctx.run.services)) or "none"
     raise PipeError(
         f"{ctx.spec.path}.params.model: no service {model!r} (services: {services}) and no "
-        f"model file or transformers model directory at {str(path)!r}"
+        f"model file or transformers model directory at {str(path)!r}: train one with "
+        "`otai train` (the demo's: `otai demo setup`)"
     )
 
 

@@ -8,6 +8,7 @@ duplicate ids, `depends_on` and its cycles, shared trigger ids.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -408,6 +409,13 @@ class RenderableFactory:
         if isinstance(value, list):
             items = [self._compile(item, (*path, i)) for i, item in enumerate(value)]
             return [item for item, _ in items], any(has for _, has in items)
+        if isinstance(value, str) and (shell := _SHELL_VARIABLE.search(value)):
+            name = shell.group(1)
+            self._problem(
+                f"{shell.group(0)!r} is not replaced here: write '{{{{ env.{name} }}}}' "
+                f"(templates see variables starting with OTAI_ and those in env_allowlist)",
+                path,
+            )
         try:
             return compile_tree(self.engine, value, path, self.loaded.where)
         except TemplateError as exc:
@@ -522,6 +530,10 @@ class RenderableFactory:
     def _warn(self, message: str, path: ConfigPath) -> None:
         self.warnings.append(self.loaded.problem(message, path))
 
+
+_SHELL_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")
+"""``${VAR}`` (or ``${VAR:-default}``): a shell-style reference some configs expect
+substituted; here it would stay literal text."""
 
 RUN_NAMES = frozenset(
     {"pipe_result", "has_failed", "has_succeeded", "env", "runner", "trigger", "parent", "params"}

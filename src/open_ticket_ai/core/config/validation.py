@@ -11,7 +11,28 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Issue", "issues_of", "keys_of"]
+__all__ = ["FOREIGN_KEYS", "Issue", "issues_of", "keys_of"]
+
+FOREIGN_KEYS = {
+    "pipes": "runners run one pipe each: write it under the runner's 'run:' (with 'steps:' "
+    "for several)",
+    "pipe_name": "give the pipe an 'id' and its class as 'use'",
+    "pipelines": "write each pipeline as a runner under 'orchestrator.runners', its pipe "
+    "under 'run:'",
+    "run_every_milli_seconds": "a runner fires on its triggers: on: [{id: every_5s, params: "
+    "{milliseconds: 5000}}]",
+    "uses": "the component is named by 'use'",
+    "with": "a component's settings go under 'params'",
+    "ticket_search_criteria": "FetchTicketsPipe takes the search as its own params: queue, "
+    "state, updated_since, limit, offset",
+    "updated_ticket": "UpdateTicketPipe takes the ticket as ticket_id and the changes as its "
+    "own params: queue, priority, state, custom_fields",
+    "model_name": "declare a ClassifierService (params: {model: NAME}, a Hugging Face id or "
+    "directory) and give its id as 'model'",
+}
+"""Keys of Open Ticket AI configs that no version of its loader or ours accepts, with what
+to write instead (instead of a close match that misleads: ``ticket_search_criteria`` is not
+``ticket_system``)."""
 
 
 @dataclass(frozen=True)
@@ -31,10 +52,18 @@ def issues_of(exc: ValidationError, model: type[BaseModel] | None = None) -> Ite
         if kind == "extra_forbidden":
             key = str(loc[-1])
             known = keys_of(model, loc[:-1]) if model is not None else []
-            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            component = {"use", "params"} <= set(known)
+            # Beside 'use', an unknown key is most likely a param written one level too high:
+            # only a close match of a key of its own is a better guess.
+            cutoff = 0.75 if component else 0.5
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=cutoff)
             text = f"unknown key {key!r}"
-            if hint:
+            if key in FOREIGN_KEYS:  # another project's spelling: say what to write here
+                text += f": {FOREIGN_KEYS[key]}"
+            elif hint:
                 text += f"; did you mean {hint[0]!r}?"
+            elif component:
+                text += f": a component's params go under 'params:' (params: {{{key}: ...}})"
             elif known:
                 text += f" (known keys: {', '.join(known)})"
             yield Issue(loc, text, at_key=True)
