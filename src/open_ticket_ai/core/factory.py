@@ -27,6 +27,7 @@ from open_ticket_ai.core.config.pipeline_graph import cycles, finished_before, w
 from open_ticket_ai.core.config.validation import issues_of, keys_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, format_path
 from open_ticket_ai.core.memory import paused_gc
+from open_ticket_ai.core.pipes.context import EnvReader
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.pipes.run import PipeSpec
 from open_ticket_ai.core.registry import Registry
@@ -119,7 +120,7 @@ class RenderableFactory:
             (k, v) for k, v in os.environ.items() if k.startswith("OTAI_") or k in allowed
         )
         self._env = env
-        load_context = {"env": env}
+        load_context = {"env": env, "get_env": EnvReader(env)}
         self._check_listener_token(load_context)
 
         services: dict[str, Service[Any]] = {}
@@ -501,7 +502,7 @@ class RenderableFactory:
                 unknown = True
                 self._problem(
                     f"unknown name {name!r} in {template.source!r}: the params of services "
-                    "and triggers render once, at load, and see only 'env'",
+                    "and triggers render once, at load, and see only 'env' (and get_env)",
                     template.loc,
                 )
         if unknown:
@@ -537,11 +538,13 @@ substituted; here it would stay literal text."""
 
 RUN_NAMES = frozenset(
     {"pipe_result", "has_failed", "has_succeeded", "env", "runner", "trigger", "parent", "params"}
+    # Open Ticket AI's spellings of the same.
+    | {"get_pipe_result", "pipe_results", "get_env", "get_parent_param", "parent_params"}
 )
 """What a pipe's templates see at run time (besides the engine's globals)."""
 LOOP_NAMES = frozenset({"item", "loop"})
 """What they see besides inside a ``for_each`` pipe."""
-LOAD_NAMES = frozenset({"env"})
+LOAD_NAMES = frozenset({"env", "get_env"})
 """What the templates of services and triggers see (they render once, at load)."""
 
 

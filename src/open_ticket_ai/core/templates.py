@@ -27,6 +27,7 @@ __all__ = [
     "RenderTree",
     "TemplateEngine",
     "TemplateNames",
+    "at_path",
     "compile_tree",
     "is_template",
     "render_tree",
@@ -54,7 +55,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-STEP_FUNCTIONS = frozenset({"pipe_result", "has_failed", "has_succeeded"})
+STEP_FUNCTIONS = frozenset({"pipe_result", "get_pipe_result", "has_failed", "has_succeeded"})
 """The template functions that name an earlier step by its id."""
 
 
@@ -121,6 +122,27 @@ def _names_of(tree: nodes.Template) -> TemplateNames:
 def _has_default(call: nodes.Call) -> bool:
     """``pipe_result('x', default=...)`` (or its third argument) expects 'x' may be absent."""
     return len(call.args) >= 3 or any(kw.key == "default" for kw in call.kwargs)
+
+
+def at_path(value: Any, path: str | int) -> Any:
+    """``value`` followed along ``path`` (``'ticket.queue.name'``, ``'items.0.id'``): keys of
+    mappings, indexes of lists (the function and filter Open Ticket AI templates use)."""
+    current = value
+    for part in str(path).split(".") if str(path) else ():
+        if isinstance(current, Mapping):
+            if part not in current:
+                raise TemplateError(f"at_path: no {part!r} in {str(path)!r}")
+            current = current[part]
+        elif isinstance(current, list | tuple) and part.lstrip("-").isdigit():
+            try:
+                current = current[int(part)]
+            except IndexError:
+                raise TemplateError(f"at_path: no item {part} in {str(path)!r}") from None
+        else:
+            raise TemplateError(
+                f"at_path: {type(current).__name__} has no {part!r} (in {str(path)!r})"
+            )
+    return current
 
 
 def is_template(value: object) -> bool:
@@ -196,7 +218,8 @@ class TemplateEngine:
         self.environment = _BoundedSandbox(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
-        self.environment.globals.update(now=_now, fail=_fail)
+        self.environment.globals.update(now=_now, fail=_fail, at_path=at_path)
+        self.environment.filters["at_path"] = at_path
 
     def compile(self, source: str, path: str, loc: Loc = ()) -> CompiledTemplate:
         """Compile ``source``; raise TemplateError naming ``path`` on a syntax error.

@@ -42,11 +42,11 @@ def test_an_unknown_name_and_an_unknown_function_are_refused_with_a_hint() -> No
         """
         - id: x
           use: ExpressionPipe
-          params: {expression: "{{ undefined_thing + get_pipe_result('a') }}"}
+          params: {expression: "{{ undefined_thing + pipe_reslt('a') }}"}
         """
     )
     assert function.startswith("config.yml:11:32 ")
-    assert "steps[0].params.expression: unknown function 'get_pipe_result'" in function
+    assert "steps[0].params.expression: unknown function 'pipe_reslt'" in function
     assert "did you mean 'pipe_result'?" in function
     assert "unknown name 'undefined_thing'" in name
     assert "known here:" in name

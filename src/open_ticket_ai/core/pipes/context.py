@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from open_ticket_ai.core.pipes.records import RunJournal
@@ -10,7 +10,7 @@ from open_ticket_ai.core.pipes.result import PipeResult
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.errors import TemplateError
 
-__all__ = ["RunContext", "RunResults", "TriggerRef"]
+__all__ = ["EnvReader", "RunContext", "RunResults", "TriggerRef"]
 
 _MISSING: Any = object()
 
@@ -55,9 +55,53 @@ class RunResults(dict[str, PipeResult]):
         result = self.get(id)
         return result is not None and result.failed
 
+    @property
+    def data_of(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each earlier step's ``data`` by step id (``pipe_results['fetch']['value']``), as
+        the run goes on."""
+        return _StepData(self)
+
     def has_succeeded(self, id: str) -> bool:
         result = self.get(id)
         return result is not None and result.succeeded
+
+
+class _StepData(Mapping[str, Mapping[str, Any]]):
+    """A live view of a run's results: step id -> its ``data``."""
+
+    __slots__ = ("_results",)
+
+    def __init__(self, results: Mapping[str, PipeResult]) -> None:
+        self._results = results
+
+    def __getitem__(self, id: str) -> Mapping[str, Any]:
+        return self._results[id].data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+
+class EnvReader:
+    """``get_env('NAME')``: an environment variable the config may read (starting with
+    ``OTAI_`` or listed in ``env_allowlist``)."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __call__(self, name: str, default: Any = _MISSING) -> Any:
+        if name in self._env:
+            return self._env[name]
+        if default is not _MISSING:
+            return default
+        raise TemplateError(
+            f"get_env({name!r}): environment variable {name} is not set, or not readable "
+            "here (templates read variables starting with OTAI_ and those in env_allowlist)"
+        )
 
 
 class RunContext:
@@ -115,6 +159,10 @@ class RunContext:
                 "env": self._env,
                 "runner": self.runner,
                 "trigger": self.trigger,
+                # The spellings of Open Ticket AI's templates.
+                "get_pipe_result": results.pipe_result,
+                "pipe_results": results.data_of,
+                "get_env": EnvReader(self._env),
             }
             if self._extra:
                 self._template_vars.update(self._extra)

@@ -100,7 +100,10 @@ class PipeContext:
 
     async def run_step(self, step: PipeSpec) -> PipeResult:
         """Run a nested step with this pipe's rendered params as its ``parent``."""
-        return await execute_pipe(step, self.run, self.raw_params)
+        parent = self.raw_params
+        if not isinstance(parent, ParentParams):
+            parent = self.raw_params = ParentParams(parent)
+        return await execute_pipe(step, self.run, parent)
 
     def skip_step(self, step: PipeSpec, message: str) -> PipeResult:
         """Record a nested step as skipped without running it."""
@@ -143,6 +146,28 @@ class PipeContext:
 
 
 _NO_PARENT: Mapping[str, Any] = {}
+
+
+class ParentParams(dict[str, Any]):
+    """The enclosing pipe's rendered params as nested steps see them: ``parent.X``, and
+    ``parent.params.X`` as Open Ticket AI templates write it."""
+
+    @property
+    def params(self) -> ParentParams:
+        return self
+
+
+def _parent_names(parent: Mapping[str, Any]) -> dict[str, Any]:
+    """What templates see of the enclosing pipe: ``parent`` and ``params`` (ours), and
+    ``parent_params`` and ``get_parent_param(name)`` (Open Ticket AI's)."""
+    return {
+        "parent": parent,
+        "params": parent,
+        "parent_params": parent,
+        "get_parent_param": parent.get,
+    }
+
+
 _LATE = "not started: the run's deadline of {} had passed"
 _new_tuple = tuple.__new__
 _FAILED = PipeStatus.FAILED
@@ -246,7 +271,7 @@ async def _for_each(
         return unmet, ()
     try:
         if isinstance(spec.for_each, CompiledTemplate):
-            items = spec.for_each.render({**run.template_vars, "parent": parent, "params": parent})
+            items = spec.for_each.render({**run.template_vars, **_parent_names(parent)})
         else:
             items = spec.for_each
     except (TemplateError, FailRequested) as exc:
@@ -311,7 +336,7 @@ def _prepare(
 
     context: dict[str, Any] | None = None
     if spec.condition is not None:
-        context = {**run.template_vars, "parent": parent, "params": parent}
+        context = {**run.template_vars, **_parent_names(parent)}
         try:
             if isinstance(spec.condition, CompiledTemplate):
                 wanted = spec.condition.render(context)
@@ -325,7 +350,7 @@ def _prepare(
     if spec.static_params is not None and spec.static_raw is not None:
         return spec.static_params, spec.static_raw
     if context is None:
-        context = {**run.template_vars, "parent": parent, "params": parent}
+        context = {**run.template_vars, **_parent_names(parent)}
     try:
         raw = render_tree(spec.params_tree, context)
         return spec.pipe_class.Params.model_validate(raw), raw
