@@ -182,7 +182,7 @@ def test_once_exits_1_when_the_run_fails_and_names_the_failed_step(tmp_path: Pat
 def test_once_of_an_unknown_runner_names_the_runners(tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text(FAILING)
     done = otai("run", "--once", "nope", "config.yml", cwd=tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2  # bad usage
     assert "no runner 'nope' (runners: broken)" in done.stderr
 
 

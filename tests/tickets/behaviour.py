@@ -107,6 +107,16 @@ class TicketSystemBehaviour:
         assert again.priority == Priority.VERY_HIGH
         assert again.state == "open"
 
+    async def test_update_changes_the_subject(
+        self, system: TicketSystem[Any], queues: tuple[str, str]
+    ) -> None:
+        ticket = await self.new(system, queues[0], "printer broken")
+        updated = await system.update(ticket.id, TicketChanges(subject="[sorted] printer broken"))
+        assert updated.subject == "[sorted] printer broken"
+        again = await system.get(ticket.id)
+        assert again.subject == "[sorted] printer broken"
+        assert again.queue == queues[0]
+
     async def test_an_empty_update_changes_nothing(
         self, system: TicketSystem[Any], queues: tuple[str, str]
     ) -> None:

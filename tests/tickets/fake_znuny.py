@@ -291,6 +291,7 @@ class FakeZnuny:
                 )
             self._check_article("TicketUpdate", article)
         fields = self._check_fields("TicketUpdate", data.get("DynamicField"))
+        ticket.title = changes.get("Title") or ticket.title
         ticket.queue = changes.get("Queue") or ticket.queue
         ticket.state = changes.get("State") or ticket.state
         ticket.priority = changes.get("Priority") or ticket.priority

@@ -158,6 +158,7 @@ _WIDENINGS: dict[str, Callable[[JsonSchemaValue], JsonSchemaValue]] = {
         {"type": "boolean"}, {"type": "null"}
     ),
     "open_ticket_ai.tickets.models.parse_priority": _priority,
+    "open_ticket_ai.tickets.pipes._priority_or_named": _priority,
     "open_ticket_ai.tickets.adapters.conventions.parse_priority_map": _priority_keys,
     "open_ticket_ai.tickets.pipes._ticket_id": _or(
         {"type": "integer"},

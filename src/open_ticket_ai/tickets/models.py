@@ -96,6 +96,7 @@ class NewTicket(_Model):
 class TicketChanges(_Model):
     """Fields to change; None leaves a field as it is."""
 
+    subject: str | None = Field(default=None, min_length=1)
     queue: str | None = None
     priority: Priority | None = None
     state: str | None = None
@@ -106,7 +107,8 @@ class TicketChanges(_Model):
     @property
     def empty(self) -> bool:
         return (
-            self.queue is None
+            self.subject is None
+            and self.queue is None
             and self.priority is None
             and self.state is None
             and not self.custom_fields

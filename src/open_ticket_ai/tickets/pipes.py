@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from open_ticket_ai import (
     Action,
@@ -45,6 +45,9 @@ def ticket_data(ticket: Ticket) -> dict[str, Any]:
     return data
 
 
+_V = TypeVar("_V")
+
+
 def _ticket_system(ctx: PipeContext, service_id: str) -> TicketSystem[Any]:
     found = ctx.service(service_id, Service)
     if not isinstance(found, TicketSystem):
@@ -62,7 +65,7 @@ def _label(value: Any) -> Any:
 def _before_after(current: Ticket, changes: TicketChanges) -> dict[str, tuple[Any, Any]]:
     """Each changed field with its value before and after (priorities by label)."""
     pairs: dict[str, tuple[Any, Any]] = {}
-    for name in ("queue", "priority", "state"):
+    for name in ("subject", "queue", "priority", "state"):
         after = getattr(changes, name)
         if after is not None:
             pairs[name] = (_label(getattr(current, name)), _label(after))
@@ -79,6 +82,37 @@ def _ticket_id(value: Any) -> Any:
     return value
 
 
+class NamedRef(ParamsModel):
+    """A queue, state or priority as Open Ticket AI configs write it: ``{name: ...}`` (or
+    ``{id: ...}``, which names nothing here: refused with the fix)."""
+
+    name: str | None = Field(default=None, min_length=1)
+    id: int | str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> NamedRef:
+        if self.name is None:
+            raise ValueError(
+                f"by id ({self.id!r}) is not supported here: give its name, {{name: ...}}"
+                if self.id is not None
+                else "give its name, {name: ...}"
+            )
+        return self
+
+
+def _name(value: str | NamedRef | None) -> str | None:
+    return value.name if isinstance(value, NamedRef) else value
+
+
+class SearchCriteria(ParamsModel):
+    """Open Ticket AI's ``ticket_search_criteria``."""
+
+    queue: str | NamedRef | None = None
+    state: str | NamedRef | None = None
+    limit: int | None = Field(default=None, ge=1, le=10_000)
+    offset: int | None = Field(default=None, ge=0)
+
+
 class FetchParams(ParamsModel):
     ticket_system: ServiceId
     queue: str | None = None
@@ -86,62 +120,114 @@ class FetchParams(ParamsModel):
     updated_since: datetime | None = None
     limit: int = Field(50, ge=1, le=10_000)
     offset: int = Field(0, ge=0)
+    ticket_search_criteria: SearchCriteria | None = None
+    """The search as Open Ticket AI configs write it; the fields above win where both are
+    given."""
+
+    def search(self) -> TicketSearch:
+        criteria = self.ticket_search_criteria or SearchCriteria()
+        given = self.model_fields_set
+        return TicketSearch(
+            queue=self.queue if self.queue is not None else _name(criteria.queue),
+            state=self.state if self.state is not None else _name(criteria.state),
+            updated_since=self.updated_since,
+            limit=self.limit if "limit" in given or criteria.limit is None else criteria.limit,
+            offset=self.offset if "offset" in given or criteria.offset is None else criteria.offset,
+        )
 
 
 class FetchTicketsPipe(Pipe[FetchParams]):
-    """Searches the ticket system. ``data.value`` is the list of tickets (dicts: ``id``,
-    ``subject``, ``body``, ``queue``, ``priority``, ``priority_label``, ``state``, ...),
-    ``data.count`` their number."""
+    """Searches the ticket system. ``data.value`` (and ``data.fetched_tickets``) is the list
+    of tickets (dicts: ``id``, ``subject``, ``body``, ``queue``, ``priority``,
+    ``priority_label``, ``state``, ...), ``data.count`` their number."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
         system = _ticket_system(ctx, p.ticket_system)
-        tickets = await system.search(
-            TicketSearch(
-                queue=p.queue,
-                state=p.state,
-                updated_since=p.updated_since,
-                limit=p.limit,
-                offset=p.offset,
-            )
-        )
-        return PipeResult.success(
-            {"value": [ticket_data(t) for t in tickets], "count": len(tickets)}
-        )
+        tickets = await system.search(p.search())
+        found = [ticket_data(t) for t in tickets]
+        # ``fetched_tickets``: the key Open Ticket AI's templates read.
+        return PipeResult.success({"value": found, "count": len(found), "fetched_tickets": found})
+
+
+def _priority_or_named(value: Any) -> Any:
+    """A priority (a level, its name, 1-5) or a ``{name: ...}`` for :class:`NamedRef`."""
+    return value if isinstance(value, dict) else parse_priority(value)
+
+
+class UpdatedTicket(ParamsModel):
+    """Open Ticket AI's ``updated_ticket``."""
+
+    subject: str | None = Field(default=None, min_length=1)
+    queue: str | NamedRef | None = None
+    priority: Priority | NamedRef | None = None
+    state: str | NamedRef | None = None
+    body: str | None = None
+
+    _priority = field_validator("priority", mode="before")(_priority_or_named)
+
+    @model_validator(mode="after")
+    def _no_body(self) -> UpdatedTicket:
+        if self.body is not None:
+            raise ValueError("body: an update changes fields; add text with AddNotePipe")
+        return self
 
 
 class UpdateParams(ParamsModel):
     ticket_system: ServiceId
     ticket_id: str = Field(min_length=1)
+    subject: str | None = Field(default=None, min_length=1)
     queue: str | None = None
     priority: Priority | None = None
     state: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
+    updated_ticket: UpdatedTicket | None = None
+    """The changes as Open Ticket AI configs write them; the fields above win where both
+    are given."""
 
     _id = field_validator("ticket_id", mode="before")(_ticket_id)
 
     _priority = field_validator("priority", mode="before")(parse_priority)
 
+    def wanted(self) -> TicketChanges:
+        """Every change asked for, in ours and in ``updated_ticket``."""
+        other = self.updated_ticket or UpdatedTicket()
+        priority = other.priority if isinstance(other.priority, Priority) else None
+        if isinstance(other.priority, NamedRef):
+            priority = parse_priority(other.priority.name)
+        return TicketChanges(
+            subject=self.subject if self.subject is not None else other.subject,
+            queue=self.queue if self.queue is not None else _name(other.queue),
+            priority=self.priority if self.priority is not None else priority,
+            state=self.state if self.state is not None else _name(other.state),
+            custom_fields=self.custom_fields,
+        )
+
+
+def _differing(wanted: _V | None, current: _V | None) -> _V | None:
+    return wanted if wanted is not None and wanted != current else None
+
 
 class UpdateTicketPipe(Pipe[UpdateParams]):
-    """Sets queue, priority, state and custom fields. Only what differs from the ticket as it
-    is now is sent; when nothing differs the step is skipped ("already up to date"), so a
-    retried run never applies an update twice. ``data.value`` is the ticket as it is now
-    (also when skipped), ``data.changed`` the fields changed. The change is recorded as an
-    action with each field before and after; in a dry run it is recorded and not sent."""
+    """Sets subject, queue, priority, state and custom fields (also given as Open Ticket
+    AI's ``updated_ticket``). Only what differs from the ticket as it is now is sent; when
+    nothing differs the step is skipped ("already up to date"), so a retried run never
+    applies an update twice. ``data.value`` is the ticket as it is now (also when skipped),
+    ``data.changed`` the fields changed. The change is recorded as an action with each field
+    before and after; in a dry run it is recorded and not sent."""
 
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
         system = _ticket_system(ctx, p.ticket_system)
         current = await system.get(p.ticket_id)
+        wanted = p.wanted()
         changes = TicketChanges(
-            queue=p.queue if p.queue is not None and p.queue != current.queue else None,
-            priority=p.priority
-            if p.priority is not None and p.priority != current.priority
-            else None,
-            state=p.state if p.state is not None and p.state != current.state else None,
+            subject=_differing(wanted.subject, current.subject),
+            queue=_differing(wanted.queue, current.queue),
+            priority=_differing(wanted.priority, current.priority),
+            state=_differing(wanted.state, current.state),
             custom_fields={
-                k: v for k, v in p.custom_fields.items() if current.custom_fields.get(k) != v
+                k: v for k, v in wanted.custom_fields.items() if current.custom_fields.get(k) != v
             },
         )
         if changes.empty:
@@ -168,16 +254,44 @@ MARKER_PREFIX = "[otai:"
 MARKER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
+class UpstreamNote(ParamsModel):
+    """Open Ticket AI's ``note``."""
+
+    subject: str | None = None
+    body: str = Field(min_length=1)
+    content_type: str = "text/plain"
+
+
 class NoteParams(ParamsModel):
     ticket_system: ServiceId
     ticket_id: str = Field(min_length=1)
-    body: str = Field(min_length=1)
+    body: str = Field(default="", min_length=0)
+    """The note's text (required, here or as ``note.body``)."""
     subject: str = "open-ticket-ai"
     marker: str | None = Field(default=None, pattern=MARKER_PATTERN)
     """Identifies this note: a ticket gets at most one note per marker. Default: a hash of
     the body, so the same note is never added twice."""
+    note: UpstreamNote | None = None
+    """The note as Open Ticket AI configs write it (subject, body, content_type)."""
 
     _id = field_validator("ticket_id", mode="before")(_ticket_id)
+
+    @model_validator(mode="after")
+    def _some_body(self) -> NoteParams:
+        if not self.body and self.note is None:
+            raise ValueError("body: is required (or give note: {subject, body})")
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.body or (self.note.body if self.note is not None else "")
+
+    @property
+    def title(self) -> str:
+        given = "subject" in self.model_fields_set
+        if not given and self.note is not None and self.note.subject:
+            return self.note.subject
+        return self.subject
 
 
 class AddNotePipe(Pipe[NoteParams]):
@@ -189,23 +303,20 @@ class AddNotePipe(Pipe[NoteParams]):
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
         system = _ticket_system(ctx, p.ticket_system)
-        marker = p.marker or "note-" + hashlib.sha256(p.body.encode()).hexdigest()[:12]
+        body = p.text
+        marker = p.marker or "note-" + hashlib.sha256(body.encode()).hexdigest()[:12]
         tag = f"{MARKER_PREFIX}{marker}]"
         for note in await system.notes(p.ticket_id):
             if tag in note.body:
                 return PipeResult.skip(f"ticket {p.ticket_id} already has note {marker!r}")
         if ctx.dry_run:
-            ctx.record_action(
-                Action.note_added(p.ticket_id, p.ticket_system, p.body, marker=marker)
-            )
+            ctx.record_action(Action.note_added(p.ticket_id, p.ticket_system, body, marker=marker))
             return PipeResult.success(
                 {"value": None, "marker": marker}, f"dry run: no note added to {p.ticket_id}"
             )
-        added = await system.add_note(
-            p.ticket_id, Note(subject=p.subject, body=f"{p.body}\n\n{tag}")
-        )
+        added = await system.add_note(p.ticket_id, Note(subject=p.title, body=f"{body}\n\n{tag}"))
         ctx.record_action(
-            Action.note_added(p.ticket_id, p.ticket_system, p.body, note_id=added.id, marker=marker)
+            Action.note_added(p.ticket_id, p.ticket_system, body, note_id=added.id, marker=marker)
         )
         return PipeResult.success({"value": added.id, "marker": marker})
 

@@ -55,38 +55,6 @@ def test_a_construct_no_version_accepts_says_what_to_write(text: str, says: str)
     assert any(says in p for p in problems(text)), problems(text)
 
 
-@pytest.mark.parametrize(
-    ("param", "says", "not_said"),
-    [
-        (
-            "ticket_search_criteria: {queue: x}",
-            "takes the search as its own params",
-            "ticket_system",
-        ),
-        ("updated_ticket: {queue: x}", "takes the ticket as ticket_id", "did you mean"),
-    ],
-)
-def test_upstream_ticket_params_are_not_mistaken_for_ours(
-    param: str, says: str, not_said: str
-) -> None:
-    use = "FetchTicketsPipe" if "search" in param else "UpdateTicketPipe"
-    ticket = "" if "search" in param else 'ticket_id: "1", '
-    text = f"""
-    services:
-      - {{id: desk, use: SqliteTicketSystem, params: {{path: h.sqlite}}}}
-    orchestrator:
-      runners:
-        - id: r
-          run:
-            id: p
-            use: {use}
-            params: {{ticket_system: desk, {ticket}{param}}}
-    """
-    [problem] = [p for p in problems(text) if "params." in p]
-    assert says in problem
-    assert f"did you mean '{not_said}'" not in problem
-
-
 def test_model_name_says_how_to_declare_a_model_here() -> None:
     text = """
     runners:

@@ -23,16 +23,11 @@ FOREIGN_KEYS = {
     "{milliseconds: 5000}}]",
     "uses": "the component is named by 'use'",
     "with": "a component's settings go under 'params'",
-    "ticket_search_criteria": "FetchTicketsPipe takes the search as its own params: queue, "
-    "state, updated_since, limit, offset",
-    "updated_ticket": "UpdateTicketPipe takes the ticket as ticket_id and the changes as its "
-    "own params: queue, priority, state, custom_fields",
     "model_name": "declare a ClassifierService (params: {model: NAME}, a Hugging Face id or "
     "directory) and give its id as 'model'",
 }
 """Keys of Open Ticket AI configs that no version of its loader or ours accepts, with what
-to write instead (instead of a close match that misleads: ``ticket_search_criteria`` is not
-``ticket_system``)."""
+to write instead (instead of a close match that misleads: ``model_name`` is not ``model``)."""
 
 
 @dataclass(frozen=True)

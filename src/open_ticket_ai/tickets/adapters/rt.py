@@ -286,6 +286,7 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
     def _changes(self, changes: NewTicket | TicketChanges) -> dict[str, Any]:
         state = getattr(changes, "state", None)
         payload = {
+            "Subject": changes.subject if isinstance(changes, TicketChanges) else None,
             "Queue": changes.queue,
             "Priority": None if changes.priority is None else self.priorities[changes.priority],
             "Status": None if state is None else self._rt_status.get(state, state),
@@ -310,7 +311,11 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
         path = f"/ticket/{key}"
         said = await self._call("PUT", path, json_body=payload, not_found=f"no ticket {key}")
         now = await self.get(ticket_id)
-        have = self._changes(TicketChanges(queue=now.queue, priority=now.priority, state=now.state))
+        have = self._changes(
+            TicketChanges(
+                subject=now.subject, queue=now.queue, priority=now.priority, state=now.state
+            )
+        )
         missed = [f.lower() for f in payload if f != "CustomFields" and have.get(f) != payload[f]]
         missed += [
             f"custom field {name!r}"

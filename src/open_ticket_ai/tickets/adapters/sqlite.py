@@ -206,6 +206,8 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
     async def update(self, ticket_id: str, changes: TicketChanges) -> Ticket:
         current = await self.get(ticket_id)
         sets: dict[str, Any] = {}
+        if changes.subject is not None:
+            sets["subject"] = changes.subject
         if changes.queue is not None:
             sets["queue"] = changes.queue
         if changes.priority is not None:

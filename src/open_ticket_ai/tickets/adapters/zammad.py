@@ -268,6 +268,8 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
     async def update(self, ticket_id: str, changes: TicketChanges) -> Ticket:
         path = f"/tickets/{_checked(self._label, ticket_id)}"
         body: dict[str, Any] = dict(changes.custom_fields)
+        if changes.subject is not None:
+            body["title"] = changes.subject
         if changes.queue is not None:
             body["group"] = changes.queue
         if changes.priority is not None:

@@ -314,6 +314,8 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
     async def update(self, ticket_id: str, changes: TicketChanges) -> Ticket:
         self._id(ticket_id)
         fields: dict[str, Any] = {}
+        if changes.subject is not None:
+            fields["Title"] = changes.subject
         if changes.queue is not None:
             fields["Queue"] = changes.queue
         if changes.priority is not None:
