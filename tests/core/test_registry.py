@@ -562,3 +562,32 @@ def test_a_broken_entry_point_names_itself(write_module: Callable[..., Path]) ->
         r"failed to load: ImportError: missing dependency frob",
     ):
         Registry()
+
+
+@pytest.mark.parametrize(
+    ("spec", "ours"),
+    [
+        ("base:FetchTicketsPipe", "FetchTicketsPipe"),
+        ("otai_base:CompositePipe", "CompositePipe"),
+        ("base:IntervalTrigger", "IntervalTrigger"),
+    ],
+)
+def test_open_ticket_ai_plugin_prefixes_name_ours(spec: str, ours: str) -> None:
+    registry = Registry()
+    assert registry.resolve(spec, Component) is registry.resolve(ours, Component)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("otobo-znuny:OTOBOZnunyTicketSystemService", "here: ZnunyTicketSystem"),
+        ("hf-local:HFClassificationService", "here: ClassifierService"),
+        ("ClassificationPipe", "here: ClassifyPipe"),
+        ("base:JinjaRenderer", "templates are built in"),
+        ("base:NoSuchPipe", "no component 'NoSuchPipe' under base: (base:CompositePipe"),
+        ("my-plugin:Thing", "'my-plugin' is no module (a module name has no '-')"),
+    ],
+)
+def test_other_open_ticket_ai_names_say_what_to_write(spec: str, says: str) -> None:
+    with pytest.raises(ComponentError, match=re.escape(says)):
+        Registry().resolve(spec, Component)

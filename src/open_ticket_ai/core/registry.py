@@ -49,6 +49,40 @@ MODULE_ALIASES: dict[str, str] = {
     "open_ticket_ai.base.http_request_pipe": "open_ticket_ai.base.pipes.http_request_pipe",
 }
 
+_BASE = {
+    name: name
+    for name in (
+        "CompositePipe",
+        "ExpressionPipe",
+        "FetchTicketsPipe",
+        "UpdateTicketPipe",
+        "AddNotePipe",
+        "IntervalTrigger",
+    )
+}
+UPSTREAM_PLUGINS: dict[str, dict[str, str]] = {
+    "base": _BASE,
+    "otai_base": _BASE,
+    "otobo-znuny": {},
+    "hf-local": {},
+    "zammad": {},
+}
+"""Open Ticket AI's ``plugin:Class`` prefixes, and the components of each that are ours by
+the same name and params."""
+UPSTREAM_EQUIVALENTS = {
+    "OTOBOZnunyTicketSystemService": "ZnunyTicketSystem (params: url, username, password, "
+    "routes; see docs/ticket-automation.md)",
+    "ZammadTicketSystemService": "ZammadTicketSystem (params: url, token)",
+    "HFClassificationService": "ClassifierService (params: model, a Hugging Face id or a "
+    "model directory)",
+    "ClassificationPipe": "ClassifyPipe (params: text, model: the id of a ClassifierService)",
+    "JinjaRenderer": "nothing: templates are built in; leave the service out",
+    "SimpleSequentialOrchestrator": "the orchestrator itself: list runners under "
+    "orchestrator.runners",
+    "SimpleSequentialRunner": "a runner under orchestrator.runners (its 'on' and 'run')",
+}
+"""Open Ticket AI components that exist here under another name or shape: what to write."""
+
 _log = logging.getLogger("open_ticket_ai.registry")
 
 C = TypeVar("C", bound=Component[Any])
@@ -244,6 +278,15 @@ class Registry:
             module_name, _, attr = spec.rpartition(".")
         else:
             return self._short_name(spec)
+        if module_name in UPSTREAM_PLUGINS:
+            return self._upstream(module_name, attr, spec)
+        if "-" in module_name:
+            known = ", ".join(f"{prefix}:" for prefix in UPSTREAM_PLUGINS)
+            raise ComponentError(
+                f"{spec!r}: {module_name!r} is no module (a module name has no '-'); the "
+                f"plugin prefixes of Open Ticket AI configs are {known}; else write "
+                "'module:Class' or a short name like 'CompositePipe'"
+            )
         if "" in module_name.split(".") or "" in attr.split("."):
             raise ComponentError(
                 f"{spec!r} is not a component name: write 'module:Class', 'module.Class' or a "
@@ -262,8 +305,24 @@ class Registry:
             )
         return value
 
+    def _upstream(self, prefix: str, name: str, spec: str) -> type[Component[Any]]:
+        """``base:FetchTicketsPipe`` and the other ``plugin:Class`` names of Open Ticket AI."""
+        ours = UPSTREAM_PLUGINS[prefix].get(name)
+        if ours is not None:
+            return self._short_name(ours)
+        if name in UPSTREAM_EQUIVALENTS:
+            raise ComponentError(
+                f"{spec!r} is Open Ticket AI's; here: {UPSTREAM_EQUIVALENTS[name]}"
+            )
+        offered = ", ".join(f"{prefix}:{n}" for n in UPSTREAM_PLUGINS[prefix]) or "none"
+        raise ComponentError(f"{spec!r}: no component {name!r} under {prefix}: ({offered})")
+
     def _short_name(self, name: str) -> type[Component[Any]]:
         target = self._short.get(name)
+        if target is None and name in UPSTREAM_EQUIVALENTS:
+            raise ComponentError(
+                f"{name!r} is Open Ticket AI's; here: {UPSTREAM_EQUIVALENTS[name]}"
+            )
         if target is None:
             hint = _hint(name, list(self._short)) or (
                 f" (known: {', '.join(sorted(self._short))}; or write 'module:Class')"
