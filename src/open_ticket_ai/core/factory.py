@@ -117,7 +117,9 @@ class RenderableFactory:
                 self._problem(str(exc), ("plugins", i))
         allowed = set(config.env_allowlist)
         env = EnvVars(
-            (k, v) for k, v in os.environ.items() if k.startswith("OTAI_") or k in allowed
+            (k, v)
+            for k, v in {**self.loaded.dotenv, **os.environ}.items()
+            if k.startswith("OTAI_") or k in allowed
         )
         self._env = env
         load_context = {"env": env, "get_env": EnvReader(env)}

@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
 from open_ticket_ai.core.config.models import (
@@ -47,6 +50,8 @@ class LoadedConfig:
     runner_paths: tuple[ConfigPath, ...] = ()
     """The path of each of ``config.orchestrator.runners`` (invalid runners are left out)."""
     service_paths: tuple[ConfigPath, ...] = ()
+    dotenv: Mapping[str, str] = field(default_factory=dict)
+    """The variables of the ``.env`` file beside the config (the environment wins over it)."""
 
     def file_path(self, path: ConfigPath) -> ConfigPath:
         """Translate a path in :class:`AppConfig` to the path as written in the file."""
@@ -90,18 +95,32 @@ def load_config(argument: str | os.PathLike[str] | None = None) -> LoadedConfig:
         raise ConfigError([Problem(f"config file not found{hint}", file=str(path))]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(f"cannot read config file: {exc}", file=str(path))]) from None
-    return parse_config(text, str(path))
+    dotenv = _dotenv(path.parent / ".env")
+    loaded = parse_config(text, str(path), environ={**dotenv, **os.environ})
+    return dataclasses.replace(loaded, dotenv=dotenv)
 
 
-def parse_config(text: str, file: str = DEFAULT_FILE) -> LoadedConfig:
-    """Structurally validate config text (``file`` names it in messages)."""
+def _dotenv(path: Path) -> dict[str, str]:
+    """The variables a ``.env`` file sets (none when there is no file)."""
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def parse_config(
+    text: str, file: str = DEFAULT_FILE, *, environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Structurally validate config text (``file`` names it in messages). Variables of
+    ``environ`` (default: the environment) named ``OTAI_A__B__C`` set the config's value at
+    ``a.b.c`` first (see :func:`apply_overrides`)."""
     with paused_gc():
-        return _parse(text, file)
+        return _parse(text, file, os.environ if environ is None else environ)
 
 
-def _parse(text: str, file: str) -> LoadedConfig:
+def _parse(text: str, file: str, environ: Mapping[str, str]) -> LoadedConfig:
     duplicates: list[Problem] = []
     data, source = load_yaml(text, file, duplicates=duplicates)
+    apply_overrides(data, environ)
     app_data, prefix, problems = _root_form(data, source)
     problems = [*duplicates, *problems]
     try:
@@ -119,6 +138,57 @@ def _parse(text: str, file: str) -> LoadedConfig:
         tuple(("orchestrator", "runners", i) for i in range(len(config.orchestrator.runners))),
         tuple(("services", i) for i in range(len(config.services))),
     )
+
+
+OVERRIDE_PREFIX = "OTAI_"
+
+
+def apply_overrides(data: Any, environ: Mapping[str, str]) -> None:
+    """Set config values from variables like ``OTAI_OPEN_TICKET_AI__SERVICES__DESK__PARAMS__
+    PASSWORD``: after the prefix, the path of keys (case-insensitive) joined by ``__``; a
+    list of items with ids (services, runners) is entered by the item's id (``-`` written
+    ``_``). A variable whose path does not start at a top-level key of the config, or
+    without ``__``, is no override (``OTAI_DEMO_DIR`` is a plain variable for templates)."""
+    if not isinstance(data, dict):
+        return
+    for name, value in environ.items():
+        if not name.startswith(OVERRIDE_PREFIX) or "__" not in name:
+            continue
+        path = name[len(OVERRIDE_PREFIX) :].lower().split("__")
+        if "" not in path:
+            _set_at(data, path, value)
+
+
+def _set_at(data: dict[str, Any], path: list[str], value: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        if isinstance(node, dict):
+            key = next((k for k in node if _same(k, part)), None)
+            if key is None:
+                if depth == 0:
+                    return  # not this config's: its top-level keys are others
+                key = part
+                if not last:
+                    node[key] = {}
+            if last:
+                node[key] = value
+                return
+            node = node[key]
+        elif isinstance(node, list):
+            item = next(
+                (i for i in node if isinstance(i, dict) and _same(str(i.get("id", "")), part)),
+                None,
+            )
+            if item is None or last:
+                return
+            node = item
+        else:
+            return
+
+
+def _same(key: Any, part: str) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") == part
 
 
 def _valid_parts(
