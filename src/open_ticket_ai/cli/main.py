@@ -63,6 +63,8 @@ def validate(config: str | None) -> None:
     steps a template asks about, service ids, environment variables (a warning when one is
     not set here: it may be where the service runs)."""
     compiled = _build(config)
+    for notice in compiled.loaded.notices:
+        click.echo(f"note: {notice}", err=True)
     for warning in compiled.warnings:
         click.echo(f"warning: {warning}", err=True)
     runners = len(compiled.runners)

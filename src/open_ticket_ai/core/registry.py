@@ -386,7 +386,7 @@ class Registry:
         try:
             return importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.split(".")[0] == exc.name.split(".")[0]:
+            if exc.name is not None and exc.name == module_name.split(".")[0]:
                 where = ", ".join(repr(d) for d in self.search_path) or "none"
                 raise ComponentError(
                     f"no module {module_name!r}: it is looked for beside the config and in "

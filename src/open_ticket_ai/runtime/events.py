@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCK_STEPPED",
+    "CONFIG_NOTICE",
     "CONFIG_WARNING",
     "CONSOLE_LOGIN",
     "CONSOLE_LOGIN_FAILED",
@@ -69,6 +70,7 @@ __all__ = [
     "WEBHOOK_REPLAYED",
     "WEBHOOK_UNAUTHORIZED",
     "ClockStepped",
+    "ConfigNotice",
     "ConfigWarning",
     "ConsoleLogin",
     "ConsoleLoginFailed",
@@ -156,6 +158,7 @@ STEP_RETRY = "step.retry"
 SCHEDULE_RESET = "schedule.reset"
 CLOCK_STEPPED = "clock.stepped"
 CONFIG_WARNING = "config.warning"
+CONFIG_NOTICE = "config.notice"
 SERVICE_ABANDONED = "service.abandoned"
 HTTP_REQUEST = "http.request"
 LEDGER_FAILED = "ledger.failed"
@@ -606,6 +609,22 @@ class ConfigWarning(Event):
 
     def fields(self) -> dict[str, Any]:
         return {"warning": self.warning}
+
+
+@record
+class ConfigNotice(Event):
+    """How the config was read when not in this project's own format (Open Ticket AI's),
+    and what of it has no meaning here: logged once when the service starts."""
+
+    name: ClassVar[str] = CONFIG_NOTICE
+    level: ClassVar[int] = logging.INFO
+    notice: str
+
+    def message(self) -> str:
+        return self.notice
+
+    def fields(self) -> dict[str, Any]:
+        return {"notice": self.notice}
 
 
 @record

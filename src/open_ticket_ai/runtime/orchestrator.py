@@ -27,6 +27,7 @@ from open_ticket_ai.core.triggers.base import (
 from open_ticket_ai.errors import ComponentError
 from open_ticket_ai.runtime.control import Listener, ListenerFactory
 from open_ticket_ai.runtime.events import (
+    ConfigNotice,
     ConfigWarning,
     DecisionCorrected,
     EventBus,
@@ -273,6 +274,8 @@ class Orchestrator:
         self.bus.publish(event)
 
     async def _run(self) -> int:
+        for notice in self.compiled.loaded.notices:
+            self.bus.publish(ConfigNotice(notice=notice))
         for warning in self.compiled.warnings:
             self.bus.publish(ConfigWarning(warning=str(warning)))
         self._start_ledger()

@@ -24,6 +24,7 @@ from open_ticket_ai.core.config.models import (
     RunnerDefinition,
     ServiceDefinition,
 )
+from open_ticket_ai.core.config.upstream import is_upstream, translate
 from open_ticket_ai.core.config.validation import issues_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, load_yaml
 from open_ticket_ai.core.memory import paused_gc
@@ -52,6 +53,8 @@ class LoadedConfig:
     service_paths: tuple[ConfigPath, ...] = ()
     dotenv: Mapping[str, str] = field(default_factory=dict)
     """The variables of the ``.env`` file beside the config (the environment wins over it)."""
+    notices: tuple[str, ...] = ()
+    """How the file was read when not in this project's own format (logged at INFO)."""
 
     def file_path(self, path: ConfigPath) -> ConfigPath:
         """Translate a path in :class:`AppConfig` to the path as written in the file."""
@@ -121,6 +124,11 @@ def _parse(text: str, file: str, environ: Mapping[str, str]) -> LoadedConfig:
     duplicates: list[Problem] = []
     data, source = load_yaml(text, file, duplicates=duplicates)
     apply_overrides(data, environ)
+    notices: tuple[str, ...] = ()
+    if is_upstream(data):
+        translation = translate(data, source)
+        notices = tuple(translation.notices)
+        duplicates += [source.problem(message, path) for message, path in translation.problems]
     app_data, prefix, problems = _root_form(data, source)
     problems = [*duplicates, *problems]
     try:
@@ -129,7 +137,15 @@ def _parse(text: str, file: str, environ: Mapping[str, str]) -> LoadedConfig:
         holder = LoadedConfig(AppConfig(), source, prefix)
         for issue in issues_of(exc, AppConfig):
             problems.append(holder.problem(issue.message, issue.loc, key=issue.at_key))
-        return _valid_parts(app_data, source, prefix, problems)
+        return dataclasses.replace(
+            _valid_parts(app_data, source, prefix, problems), notices=notices
+        )
+    return dataclasses.replace(_loaded(config, source, prefix, problems), notices=notices)
+
+
+def _loaded(
+    config: AppConfig, source: SourceMap, prefix: ConfigPath, problems: list[Problem]
+) -> LoadedConfig:
     return LoadedConfig(
         config,
         source,
