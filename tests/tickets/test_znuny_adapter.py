@@ -14,7 +14,13 @@ from tests.tickets.fake_znuny import FakeZnuny
 
 from open_ticket_ai import build, parse_config
 from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
-from open_ticket_ai.tickets.adapters.znuny import ZnunyParams, ZnunyTicketSystem, priority_of
+from open_ticket_ai.tickets.adapters.znuny import (
+    OtoboZnunyParams,
+    OTOBOZnunyTicketSystemService,
+    ZnunyParams,
+    ZnunyTicketSystem,
+    priority_of,
+)
 from open_ticket_ai.tickets.models import NewTicket, Note, Priority, TicketChanges, TicketSearch
 from open_ticket_ai.tickets.system import TicketSystem
 
@@ -81,6 +87,43 @@ class TestZnunyWithPasswordsAndCustomRoutes(TicketSystemBehaviour):
         with FakeZnuny(routes=CUSTOM_ROUTES) as fake:
             async with opened(fake, auth="password", routes=CUSTOM_ROUTES) as system:
                 yield system
+
+
+UPSTREAM_ROUTES: dict[str, tuple[str, str]] = {
+    "TicketCreate": ("POST", "/ticket-create"),
+    "TicketSearch": ("POST", "/ticket-search"),
+    "TicketGet": ("POST", "/ticket-get"),
+    "TicketUpdate": ("POST", "/ticket-update"),
+}
+"""Open Ticket AI's ``OpenTicketAI`` web service: its own routes, no session."""
+
+
+class TestOtoboZnunyWithOpenTicketAIsParams(TicketSystemBehaviour):
+    """Open Ticket AI's ``otobo-znuny:OTOBOZnunyTicketSystemService`` params (base_url,
+    webservice_name, operation_urls) against a fake of the web service it ships."""
+
+    @pytest.fixture
+    async def system(self) -> AsyncIterator[TicketSystem[Any]]:
+        with FakeZnuny(routes=UPSTREAM_ROUTES) as fake:
+            base_url = fake.url.split("/Webservice/")[0]
+            params = OtoboZnunyParams.model_validate(
+                {
+                    "base_url": base_url,
+                    "username": "otai",
+                    "password": PASSWORD,
+                    "webservice_name": "OpenTicketAI",
+                    "default_customer_user": "customer@example.com",
+                    "retry_backoff": 0.01,
+                }
+            )
+            system = OTOBOZnunyTicketSystemService(params, id="otobo_znuny")
+            await system.open()
+            try:
+                yield system
+            finally:
+                await system.close()
+            assert "SessionCreate" not in fake.operations()  # that web service has none
+            assert all(seen.path.startswith("/ticket-") for seen in fake.seen)
 
 
 # -- the wire -------------------------------------------------------------------------------

@@ -63,15 +63,13 @@ _BASE = {
 UPSTREAM_PLUGINS: dict[str, dict[str, str]] = {
     "base": _BASE,
     "otai_base": _BASE,
-    "otobo-znuny": {},
+    "otobo-znuny": {"OTOBOZnunyTicketSystemService": "OTOBOZnunyTicketSystemService"},
     "hf-local": {},
     "zammad": {},
 }
 """Open Ticket AI's ``plugin:Class`` prefixes, and the components of each that are ours by
 the same name and params."""
 UPSTREAM_EQUIVALENTS = {
-    "OTOBOZnunyTicketSystemService": "ZnunyTicketSystem (params: url, username, password, "
-    "routes; see docs/ticket-automation.md)",
     "ZammadTicketSystemService": "ZammadTicketSystem (params: url, token)",
     "HFClassificationService": "ClassifierService (params: model, a Hugging Face id or a "
     "model directory)",

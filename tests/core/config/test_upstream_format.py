@@ -99,3 +99,59 @@ def test_our_own_format_is_not_touched() -> None:
     )
     assert loaded.notices == ()
     assert loaded.problems == ()
+
+
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "compat" / "upstream"
+READ_HERE = [
+    "head-configExamples-fetch-addnote.yml",
+    "head-configExamples-update-ticket-subject.yml",
+]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"the upstream configs are absent ({SHARED})")
+@pytest.mark.parametrize("name", READ_HERE)
+def test_an_upstream_config_runs_against_the_embedded_helpdesk(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    monkeypatch.setenv("OTAI_E2E_OTOBO_PASSWORD", "never-sent")
+    loaded = load_config(str(SHARED / name))
+    assert loaded.problems == ()
+    # The swap is made on the parsed config: no address of the file is ever contacted.
+    db = tmp_path / "desk.sqlite"
+    services = [
+        service.model_copy(update={"use": "SqliteTicketSystem", "params": {"path": str(db)}})
+        if "Znuny" in service.use
+        else service
+        for service in loaded.config.services
+    ]
+    swapped = dataclasses.replace(
+        loaded, config=loaded.config.model_copy(update={"services": services})
+    )
+    compiled = build(swapped)
+    queue = "~Test-Queue1" if "fetch" in name else None
+
+    async def seed() -> None:
+        desk = SqliteTicketSystem(SqliteParams(path=str(db)))
+        await desk.open()
+        try:
+            await desk.create(NewTicket(subject="from upstream", queue=queue or "Inbox"))
+        finally:
+            await desk.close()
+
+    asyncio.run(seed())
+    if queue is None:  # this example updates ticket 1312 by its id
+        import sqlite3
+
+        with sqlite3.connect(db) as raw:
+            raw.execute("UPDATE tickets SET id = 1312")
+    [runner] = compiled.runners
+    result = asyncio.run(Orchestrator(compiled).run_once(runner.id))
+    assert result.succeeded, result.message
+    [(subject, (where, notes))] = asyncio.run(queues(db)).items()
+    if queue is None:
+        assert subject.startswith("E2E Update")
+        assert subject.endswith(":: updated")
+    else:
+        assert (where, notes) == ("~Test-Queue2", 1)  # acknowledged, then moved

@@ -38,7 +38,14 @@ from open_ticket_ai.tickets.adapters.http import (
 )
 from open_ticket_ai.tickets.models import Priority
 
-__all__ = ["DEFAULT_ROUTES", "ZnunyParams", "ZnunyTicketSystem", "priority_of"]
+__all__ = [
+    "DEFAULT_ROUTES",
+    "OTOBOZnunyTicketSystemService",
+    "OtoboZnunyParams",
+    "ZnunyParams",
+    "ZnunyTicketSystem",
+    "priority_of",
+]
 
 Operation = Literal["SessionCreate", "TicketSearch", "TicketGet", "TicketCreate", "TicketUpdate"]
 DEFAULT_ROUTES: dict[str, tuple[str, str]] = {
@@ -389,3 +396,67 @@ def _article(subject: str, body: str, *, internal: bool) -> dict[str, Any]:
         "SenderType": "agent" if internal else "customer",
         "IsVisibleForCustomer": 0 if internal else 1,
     }
+
+
+UPSTREAM_OPERATIONS: dict[Operation, str] = {
+    "TicketCreate": "ticket-create",
+    "TicketSearch": "ticket-search",
+    "TicketGet": "ticket-get",
+    "TicketUpdate": "ticket-update",
+}
+"""The operations of the ``OpenTicketAI`` web service Open Ticket AI ships for OTOBO/Znuny."""
+
+
+class OtoboZnunyParams(HelpdeskParams):
+    """Open Ticket AI's OTOBO/Znuny service params, as its configs write them."""
+
+    base_url: str = Field(min_length=1)
+    """``.../nph-genericinterface.pl``, without ``/Webservice/<name>``."""
+    username: str = Field(min_length=1)
+    password: SecretStr = Field(min_length=1)
+    webservice_name: str = Field("OpenTicketAI", min_length=1)
+    operation_urls: dict[Operation, str] = Field(default_factory=lambda: dict(UPSTREAM_OPERATIONS))
+    """Operation -> the route of the web service (any method; POST is sent)."""
+    priority_map: dict[Priority, str] = Field(default_factory=dict)
+    time_zone: str = "UTC"
+    default_customer_user: str | None = None
+
+    _parse_priorities = field_validator("priority_map", mode="before")(parse_priority_map)
+
+    _check_zone = field_validator("time_zone")(check_time_zone)
+
+    def as_znuny(self) -> ZnunyParams:
+        """The same system as :class:`ZnunyTicketSystem` reads it: the web service's URL,
+        UserLogin and Password with every call (that web service has no session), each
+        operation by POST on its route."""
+        routes = {
+            operation: ("POST", "/" + route.lstrip("/"))
+            for operation, route in self.operation_urls.items()
+        }
+        return ZnunyParams(
+            url=f"{self.base_url.rstrip('/')}/Webservice/{self.webservice_name}",
+            username=self.username,
+            password=self.password,
+            auth="password",
+            routes=routes,
+            priority_map=self.priority_map,
+            time_zone=self.time_zone,
+            default_customer_user=self.default_customer_user,
+            timeout=self.timeout,
+            call_timeout=self.call_timeout,
+            retries=self.retries,
+            retry_backoff=self.retry_backoff,
+            verify_tls=self.verify_tls,
+        )
+
+
+class OTOBOZnunyTicketSystemService(ZnunyTicketSystem):
+    """Open Ticket AI's ``otobo-znuny:OTOBOZnunyTicketSystemService``: a
+    :class:`ZnunyTicketSystem` configured with that project's params (``base_url``,
+    ``webservice_name``, ``operation_urls``) for its ``OpenTicketAI`` web service."""
+
+    Params = OtoboZnunyParams
+
+    def __init__(self, params: OtoboZnunyParams, *, id: str = "") -> None:
+        self.upstream_params = params
+        super().__init__(params.as_znuny(), id=id)
