@@ -571,6 +571,7 @@ def test_a_broken_entry_point_names_itself(write_module: Callable[..., Path]) ->
         ("otai_base:CompositePipe", "CompositePipe"),
         ("base:IntervalTrigger", "IntervalTrigger"),
         ("otobo-znuny:OTOBOZnunyTicketSystemService", "OTOBOZnunyTicketSystemService"),
+        ("zammad:ZammadTicketSystemService", "ZammadTicketSystemService"),
     ],
 )
 def test_open_ticket_ai_plugin_prefixes_name_ours(spec: str, ours: str) -> None:

@@ -13,7 +13,13 @@ from tests.tickets.fake_zammad import FakeZammad
 
 from open_ticket_ai import build, parse_config
 from open_ticket_ai.errors import TicketNotFoundError, TicketSystemError
-from open_ticket_ai.tickets.adapters.zammad import ZammadParams, ZammadTicketSystem, priority_of
+from open_ticket_ai.tickets.adapters.zammad import (
+    UpstreamZammadParams,
+    ZammadParams,
+    ZammadTicketSystem,
+    ZammadTicketSystemService,
+    priority_of,
+)
 from open_ticket_ai.tickets.models import NewTicket, Note, Priority, TicketChanges, TicketSearch
 from open_ticket_ai.tickets.system import TicketSystem
 
@@ -60,6 +66,32 @@ class TestZammadTicketSystem(TicketSystemBehaviour):
             mapping = dict(zip(Priority, FIVE_PRIORITIES, strict=True))
             async with opened(fake, priority_map=mapping) as system:
                 yield system
+
+
+class TestZammadWithOpenTicketAIsParams(TicketSystemBehaviour):
+    """Open Ticket AI's ``zammad:ZammadTicketSystemService`` params (base_url, access_token,
+    verify) reach the same Zammad."""
+
+    @pytest.fixture
+    async def system(self) -> AsyncIterator[TicketSystem[Any]]:
+        with FakeZammad(priorities=FIVE_PRIORITIES) as fake:
+            params = UpstreamZammadParams.model_validate(
+                {
+                    "base_url": fake.url,
+                    "access_token": TOKEN,
+                    "verify": False,
+                    "priority_map": dict(zip(Priority, FIVE_PRIORITIES, strict=True)),
+                    "default_customer": "customer@example.com",
+                    "retry_backoff": 0.01,
+                }
+            )
+            system = ZammadTicketSystemService(params, id="zammad")
+            await system.open()
+            try:
+                yield system
+            finally:
+                await system.close()
+            assert {seen.headers["authorization"] for seen in fake.seen} == {f"Token token={TOKEN}"}
 
 
 # -- the wire -------------------------------------------------------------------------------

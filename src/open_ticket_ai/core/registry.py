@@ -65,12 +65,11 @@ UPSTREAM_PLUGINS: dict[str, dict[str, str]] = {
     "otai_base": _BASE,
     "otobo-znuny": {"OTOBOZnunyTicketSystemService": "OTOBOZnunyTicketSystemService"},
     "hf-local": {},
-    "zammad": {},
+    "zammad": {"ZammadTicketSystemService": "ZammadTicketSystemService"},
 }
 """Open Ticket AI's ``plugin:Class`` prefixes, and the components of each that are ours by
 the same name and params."""
 UPSTREAM_EQUIVALENTS = {
-    "ZammadTicketSystemService": "ZammadTicketSystem (params: url, token)",
     "HFClassificationService": "ClassifierService (params: model, a Hugging Face id or a "
     "model directory)",
     "ClassificationPipe": "ClassifyPipe (params: text, model: the id of a ClassifierService)",

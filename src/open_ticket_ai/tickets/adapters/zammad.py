@@ -28,7 +28,14 @@ from open_ticket_ai.tickets.adapters.http import (
 )
 from open_ticket_ai.tickets.models import Priority
 
-__all__ = ["DEFAULT_PRIORITIES", "ZammadParams", "ZammadTicketSystem", "priority_of"]
+__all__ = [
+    "DEFAULT_PRIORITIES",
+    "UpstreamZammadParams",
+    "ZammadParams",
+    "ZammadTicketSystem",
+    "ZammadTicketSystemService",
+    "priority_of",
+]
 
 DEFAULT_PRIORITIES: dict[Priority, str] = {
     Priority.VERY_LOW: "1 low",
@@ -340,3 +347,39 @@ def _checked(label: str, ticket_id: str) -> str:
     if not (ticket_id.isascii() and ticket_id.isdigit()):
         raise TicketNotFoundError(f"{label}: no ticket {ticket_id!r} (ids are numbers)")
     return ticket_id
+
+
+class UpstreamZammadParams(HelpdeskParams):
+    """Open Ticket AI's Zammad service params, as its configs write them."""
+
+    base_url: str = Field(min_length=1)
+    access_token: SecretStr = Field(min_length=1)
+    verify: bool = True
+    priority_map: dict[Priority, str] = Field(default_factory=dict)
+    default_customer: str | None = None
+
+    _parse_priorities = field_validator("priority_map", mode="before")(parse_priority_map)
+
+    def as_zammad(self) -> ZammadParams:
+        return ZammadParams(
+            url=self.base_url,
+            token=self.access_token,
+            verify_tls=self.verify and self.verify_tls,
+            priority_map=self.priority_map,
+            default_customer=self.default_customer,
+            timeout=self.timeout,
+            call_timeout=self.call_timeout,
+            retries=self.retries,
+            retry_backoff=self.retry_backoff,
+        )
+
+
+class ZammadTicketSystemService(ZammadTicketSystem):
+    """Open Ticket AI's ``zammad:ZammadTicketSystemService``: a :class:`ZammadTicketSystem`
+    configured with that project's params (``base_url``, ``access_token``, ``verify``)."""
+
+    Params = UpstreamZammadParams
+
+    def __init__(self, params: UpstreamZammadParams, *, id: str = "") -> None:
+        self.upstream_params = params
+        super().__init__(params.as_zammad(), id=id)
