@@ -144,3 +144,52 @@ def test_a_missing_model_is_a_classification_error(tmp_path: Path) -> None:
     offline = TransformersClassifier("no-such-org/no-such-model", local_files_only=True)
     with pytest.raises(ClassificationError, match="no-such-org/no-such-model"):
         offline.load()
+
+
+async def test_open_ticket_ais_classification_pipe_and_service(model_dir: Path) -> None:
+    text = config(
+        f"""
+        - id: classify-queue
+          use: base:ClassificationPipe
+          params:
+            text: "Die Rechnung wurde doppelt abgebucht, bitte um Erstattung."
+            model_name: "{model_dir}"
+            classification_service: hf_local
+        - id: again
+          use: ClassificationPipe
+          params:
+            text: "{{{{ get_pipe_result('classify-queue', 'label') }}}}"
+            model_name: "{model_dir}"
+            classification_service: hf_local
+        """,
+        top="""
+        services:
+          - id: hf_local
+            use: hf-local:HFClassificationService
+            params: {api_token: null, max_models: 1}
+        """,
+    )
+    result, run = await run_config(text)
+    assert result.succeeded, result.message
+    data = run.results["classify-queue"].data
+    assert data["label"] == data["value"] == "Billing"
+    assert 0.0 < data["confidence"] <= 1.0
+    assert set(data["scores"]) == {"Billing", "HR", "IT Support", "Sales"}
+    assert data["scores"]["Billing"] == data["confidence"]
+
+
+def test_the_hf_service_keeps_at_most_max_models_loaded(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from open_ticket_ai.classification.upstream import (
+        HFClassificationParams,
+        HFClassificationService,
+    )
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    service = HFClassificationService(HFClassificationParams(max_models=1), id="hf")
+    first = service.classifier(str(model_dir))
+    assert service.classifier(str(model_dir)) is first  # loaded once
+    service.classifier(str(copy))
+    assert service.classifier(str(model_dir)) is not first  # the first was let go

@@ -58,21 +58,19 @@ _BASE = {
         "UpdateTicketPipe",
         "AddNotePipe",
         "IntervalTrigger",
+        "ClassificationPipe",
     )
 }
 UPSTREAM_PLUGINS: dict[str, dict[str, str]] = {
     "base": _BASE,
     "otai_base": _BASE,
     "otobo-znuny": {"OTOBOZnunyTicketSystemService": "OTOBOZnunyTicketSystemService"},
-    "hf-local": {},
+    "hf-local": {"HFClassificationService": "HFClassificationService"},
     "zammad": {"ZammadTicketSystemService": "ZammadTicketSystemService"},
 }
 """Open Ticket AI's ``plugin:Class`` prefixes, and the components of each that are ours by
 the same name and params."""
 UPSTREAM_EQUIVALENTS = {
-    "HFClassificationService": "ClassifierService (params: model, a Hugging Face id or a "
-    "model directory)",
-    "ClassificationPipe": "ClassifyPipe (params: text, model: the id of a ClassifierService)",
     "JinjaRenderer": "nothing: templates are built in; leave the service out",
     "SimpleSequentialOrchestrator": "the orchestrator itself: list runners under "
     "orchestrator.runners",
