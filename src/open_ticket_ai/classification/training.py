@@ -8,7 +8,7 @@ import csv
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,6 +236,8 @@ async def examples_from_tickets(
     search: TicketSearch | None = None,
     limit: int | None = None,
     corrections: Mapping[str, str] | None = None,
+    excluded: Collection[str] = (),
+    left_out: Counter[str] | None = None,
 ) -> list[Example]:
     """Examples from tickets a helpdesk already holds, sorted by people: each ticket's
     subject and body, and its ``label`` (see :func:`ticket_label`). Pages through ``search``
@@ -243,7 +245,8 @@ async def examples_from_tickets(
 
     ``corrections`` (ticket id -> label, from the console's review queue: see
     :func:`corrections_of`) win over the ticket's own field, and a corrected ticket the search
-    did not return is fetched and added."""
+    did not return is fetched and added. Tickets in an ``excluded`` queue (one not sorted
+    yet) are left out, counted per queue in ``left_out``, unless a person corrected them."""
     criteria = search or TicketSearch(limit=200)
     corrected = dict(corrections or {})
     examples: list[Example] = []
@@ -251,6 +254,10 @@ async def examples_from_tickets(
     while limit is None or len(examples) < limit:
         page = await system.search(criteria.model_copy(update={"offset": offset}))
         for ticket in page:
+            if ticket.id not in corrected and ticket.queue in excluded:
+                if left_out is not None:
+                    left_out[ticket.queue or ""] += 1
+                continue
             value = corrected.pop(ticket.id, None) or ticket_label(ticket, label)
             if value:
                 examples.append((ticket.text, value))

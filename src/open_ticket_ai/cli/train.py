@@ -16,12 +16,12 @@ from open_ticket_ai.classification.model import Metrics, SavedModel
 from open_ticket_ai.classification.training import (
     Example,
     corrections_of,
+    examples_from_tickets,
     read_examples,
-    ticket_label,
     train,
     training_steps,
 )
-from open_ticket_ai.errors import OpenTicketAIError, TicketNotFoundError
+from open_ticket_ai.errors import OpenTicketAIError
 from open_ticket_ai.tickets.models import TicketSearch
 
 if TYPE_CHECKING:
@@ -281,31 +281,17 @@ async def sorted_examples(
     """:func:`examples_from_tickets` without the tickets in the ``excluded`` queues (those
     not sorted yet), and how many each queue left out. A corrected ticket is kept wherever
     it is: a person gave it its label."""
-    corrected = dict(corrections or {})
     left_out: Counter[str] = Counter()
-    examples: list[Example] = []
-    offset = 0
-    while limit is None or len(examples) < limit:
-        page = await system.search(TicketSearch(limit=_PAGE, offset=offset))
-        for ticket in page:
-            if ticket.id not in corrected and ticket.queue in excluded:
-                left_out[ticket.queue or ""] += 1
-                continue
-            value = corrected.pop(ticket.id, None) or ticket_label(ticket, label)
-            if value:
-                examples.append((ticket.text, value))
-        if len(page) < _PAGE:
-            break
-        offset += len(page)
-    for ticket_id, value in corrected.items():
-        if limit is not None and len(examples) >= limit:
-            break
-        try:
-            ticket = await system.get(ticket_id)
-        except TicketNotFoundError:
-            continue  # deleted since it was corrected
-        examples.append((ticket.text, value))
-    return (examples if limit is None else examples[:limit]), left_out
+    examples = await examples_from_tickets(
+        system,
+        label=label,
+        search=TicketSearch(limit=_PAGE),
+        limit=limit,
+        corrections=corrections,
+        excluded=excluded,
+        left_out=left_out,
+    )
+    return examples, left_out
 
 
 def _corrections(compiled: Any, service_id: str, label: str) -> dict[str, str]:
