@@ -48,6 +48,7 @@ from open_ticket_ai.core.config.models import (
     ServiceDefinition,
     TriggerDefinition,
 )
+from open_ticket_ai.core.config.upstream import ROOT_ALIASES
 from open_ticket_ai.core.pipes.pipe import Pipe
 from open_ticket_ai.core.registry import MODULE_ALIASES, Registry
 from open_ticket_ai.core.services import Service
@@ -374,6 +375,19 @@ def config_schema(registry: Registry | None = None) -> dict[str, Any]:
 
     for schema in defs.values():
         _bounds_on_numbers(schema)
+    plugins = definition(AppConfig).get("properties", {}).get("plugins")
+    if isinstance(plugins, dict) and "items" in plugins:
+        # A distribution the config expects, as Open Ticket AI configs list them.
+        plugins["items"] = {
+            "anyOf": [
+                plugins["items"],
+                {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+                    "required": ["name"],
+                },
+            ]
+        }
     for model in params:
         _templates_allowed(definition(model))
     defs[TEMPLATE_DEF] = _TEMPLATE_SCHEMA
@@ -433,9 +447,31 @@ def config_schema(registry: Registry | None = None) -> dict[str, Any]:
             },
             ref(AppConfig),
             {**ref(OrchestratorConfig), "required": ["runners"]},
+            *_upstream_roots(),
         ],
         "$defs": defs,
     }
+
+
+def _upstream_roots() -> list[JsonSchemaValue]:
+    """Open Ticket AI's 1.1+ format, which is translated when read (its parts are checked
+    then): one root key holding ``api_version``, ``services`` as a mapping, or the
+    orchestrator written as a pipe."""
+    marks: list[JsonSchemaValue] = [
+        {"required": ["api_version"]},
+        {"required": ["services"], "properties": {"services": {"type": "object"}}},
+        {"required": ["orchestrator"], "properties": {"orchestrator": {"required": ["use"]}}},
+    ]
+    return [
+        {
+            "type": "object",
+            "properties": {root: {"type": "object", "anyOf": marks}},
+            "required": [root],
+            "additionalProperties": False,
+            "$comment": "Open Ticket AI's configuration format",
+        }
+        for root in ROOT_ALIASES
+    ]
 
 
 _MODE: JsonSchemaMode = "validation"

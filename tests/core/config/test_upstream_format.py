@@ -155,3 +155,43 @@ def test_an_upstream_config_runs_against_the_embedded_helpdesk(
         assert subject.endswith(":: updated")
     else:
         assert (where, notes) == ("~Test-Queue2", 1)  # acknowledged, then moved
+
+
+def test_plugins_as_distributions_are_checked_against_what_is_installed() -> None:
+    text = (
+        "open_ticket_ai:\n"
+        "  plugins:\n"
+        "    - {name: otai-hf-local, version: '>=1.0'}\n"
+        "    - otai-otobo-znuny\n"
+        "    - {name: pytest, version: '>=1'}\n"
+        "    - {name: pytest, version: '<1'}\n"
+        "    - {name: no-such-distribution-xyz}\n"
+        "  orchestrator:\n"
+        "    runners:\n"
+        "      - id: r\n"
+        "        run: {id: p, use: ExpressionPipe, params: {expression: 1}}\n"
+    )
+    loaded = parse_config(text, "config.yml")
+    notices = " | ".join(loaded.notices)
+    assert "plugin otai-hf-local: what it brings is built in here" in notices
+    assert "plugin otai-otobo-znuny: what it brings is built in here" in notices
+    assert "plugin pytest " in notices
+    problems = sorted(str(p) for p in loaded.problems)
+    assert problems[0].startswith("config.yml:6:7 open_ticket_ai.plugins[3]: ")
+    assert "the config expects pytest <1;" in problems[0]
+    assert "plugins[4]: the config expects the plugin 'no-such-distribution-xyz'" in problems[1]
+    assert loaded.config.plugins == []
+
+
+def test_otai_schema_accepts_the_v11_format() -> None:
+    import jsonschema
+    import yaml
+
+    from open_ticket_ai.cli.schema import config_schema
+
+    schema = config_schema()
+    document = yaml.safe_load((HERE / "v11-route.yml").read_text())
+    jsonschema.validate(document, schema)
+    mistaken = {"otai": {"orchestrator": {"runners": []}}}  # not the format, nor ours
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(mistaken, schema)

@@ -131,6 +131,15 @@ def _parse(text: str, file: str, environ: Mapping[str, str]) -> LoadedConfig:
         duplicates += [source.problem(message, path) for message, path in translation.problems]
     app_data, prefix, problems = _root_form(data, source)
     problems = [*duplicates, *problems]
+    if isinstance(app_data, dict) and isinstance(app_data.get("plugins"), list):
+        found, said = expected_distributions(app_data["plugins"])
+        app_data["plugins"] = [entry for entry in app_data["plugins"] if entry not in found]
+        notices = (*notices, *(text for _, text in said if text.startswith("plugin ")))
+        problems += [
+            source.problem(text, (*prefix, "plugins", index))
+            for index, text in said
+            if not text.startswith("plugin ")
+        ]
     try:
         config = AppConfig.model_validate(app_data)
     except ValidationError as exc:
@@ -154,6 +163,50 @@ def _loaded(
         tuple(("orchestrator", "runners", i) for i in range(len(config.orchestrator.runners))),
         tuple(("services", i) for i in range(len(config.services))),
     )
+
+
+BUILT_IN_DISTRIBUTIONS = frozenset(
+    {"otai-base", "otai-otobo-znuny", "otai-hf-local", "otai-zammad", "open-ticket-ai"}
+)
+"""Open Ticket AI's plugin distributions: what they bring is built in here."""
+
+
+def expected_distributions(entries: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The entries of ``plugins:`` that name distributions rather than modules (``{name,
+    version}``, or a name with a ``-``), each checked against what is installed: the
+    entries, and per index a notice (``plugin ...``) or a problem."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    found: list[Any] = []
+    said: list[tuple[int, str]] = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            name, wanted = entry["name"], str(entry.get("version") or "")
+        elif isinstance(entry, str) and "-" in entry:
+            name, wanted = entry, ""
+        else:
+            continue
+        found.append(entry)
+        if name.lower() in BUILT_IN_DISTRIBUTIONS:
+            said.append((index, f"plugin {name}: what it brings is built in here"))
+            continue
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            said.append((index, f"the config expects the plugin {name!r}, which is not installed"))
+            continue
+        try:
+            if wanted and installed not in SpecifierSet(wanted):
+                said.append(
+                    (index, f"the config expects {name} {wanted}; {installed} is installed")
+                )
+            else:
+                said.append((index, f"plugin {name} {installed}: installed"))
+        except InvalidSpecifier:
+            said.append((index, f"{name}: {wanted!r} is not a version specifier (like '>=1.0')"))
+    return found, said
 
 
 OVERRIDE_PREFIX = "OTAI_"

@@ -19,7 +19,7 @@ from typing import Any
 
 from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap
 
-__all__ = ["API_VERSION", "Translation", "is_upstream", "translate"]
+__all__ = ["API_VERSION", "ROOT_ALIASES", "Translation", "is_upstream", "translate"]
 
 API_VERSION = "1.1.0"
 """The Open Ticket AI configuration API this project reads."""
