@@ -120,3 +120,25 @@ def test_upstream_shapes_that_do_not_fit_say_why(tmp_path: Path, params: str, sa
     steps = f"- id: x\n  use: {use}\n  params: {params}\n"
     with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)")):
         build(parse_config(config(tmp_path / "d.sqlite", steps), "c.yml"))
+
+
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [
+        ("medium", Priority.NORMAL),
+        ("3 normal", Priority.NORMAL),  # Znuny's
+        ("3 Mittel", Priority.NORMAL),  # Znuny's, in German
+        ("2 normal", Priority.NORMAL),  # Zammad's: the name decides
+        ("3 high", Priority.HIGH),  # Zammad's
+        ("5 very high", Priority.VERY_HIGH),
+        ("4 whatever", Priority.HIGH),  # an unknown name: the number, on Znuny's scale
+        ("sehr hoch", Priority.VERY_HIGH),
+    ],
+)
+def test_a_helpdesks_own_priority_names_are_read(name: str, level: Priority) -> None:
+    assert Priority.parse(name) is level
+
+
+def test_an_unreadable_priority_says_what_is_read() -> None:
+    with pytest.raises(ValueError, match=r"unknown priority '9 x'.*led by its level"):
+        Priority.parse("9 x")

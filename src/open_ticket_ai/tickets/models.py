@@ -30,7 +30,10 @@ class Priority(IntEnum):
 
     @classmethod
     def parse(cls, value: Any) -> Priority:
-        """Accept 1-5, ``"high"``, ``"very high"``, ``"VERY_HIGH"``."""
+        """Accept 1-5, ``"high"``, ``"very high"``, ``"VERY_HIGH"``, and a helpdesk's own
+        names as Open Ticket AI configs pass them through: ``"medium"``, ``"mittel"``, and
+        names led by a number like Znuny's and Zammad's (``"3 normal"``, ``"3 Mittel"``,
+        ``"2 normal"``: the name decides where it is a level's, else the number)."""
         if isinstance(value, Priority):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
@@ -41,12 +44,39 @@ class Priority(IntEnum):
                 return cls(int(text))
             if text in cls.__members__:
                 return cls[text]
+            if text in _SYNONYMS:
+                return _SYNONYMS[text]
+            level, _, name = value.strip().partition(" ")
+            if level.isdigit() and name.strip():
+                # The name says the level ("2 normal" is Zammad's normal); else the number
+                # does, on the five-level scale Znuny and OTOBO use ("3 Mittel").
+                named = name.strip().replace(" ", "_").replace("-", "_").upper()
+                if named in cls.__members__:
+                    return cls[named]
+                if named in _SYNONYMS:
+                    return _SYNONYMS[named]
+                if level in ("1", "2", "3", "4", "5"):
+                    return cls(int(level))
         names = ", ".join(m.name.lower().replace("_", " ") for m in cls)
-        raise ValueError(f"unknown priority {value!r} (use 1-5 or one of: {names})")
+        raise ValueError(
+            f"unknown priority {value!r} (use 1-5, one of: {names}, or a helpdesk's name led "
+            "by its level, like '3 normal')"
+        )
 
     @property
     def label(self) -> str:
         return self.name.lower().replace("_", " ")
+
+
+_SYNONYMS = {
+    "MEDIUM": Priority.NORMAL,
+    "SEHR_NIEDRIG": Priority.VERY_LOW,
+    "NIEDRIG": Priority.LOW,
+    "MITTEL": Priority.NORMAL,
+    "HOCH": Priority.HIGH,
+    "SEHR_HOCH": Priority.VERY_HIGH,
+}
+"""Names helpdesks give the five levels (Znuny's German ones among them)."""
 
 
 class _Model(BaseModel):
