@@ -366,7 +366,7 @@ class RenderableFactory:
                     "manual fires (otai trigger) that send one",
                     where,
                 )
-            for variable in sorted(names.env - set(self._env)):
+            for variable in sorted(v for v in names.env if v not in self._env):
                 self._warn(
                     f"environment variable {variable} is not set: this fails at run time "
                     "unless it is set there",
@@ -412,7 +412,7 @@ class RenderableFactory:
         if isinstance(value, list):
             items = [self._compile(item, (*path, i)) for i, item in enumerate(value)]
             return [item for item, _ in items], any(has for _, has in items)
-        if isinstance(value, str) and (shell := _SHELL_VARIABLE.search(value)):
+        if isinstance(value, str) and "${" in value and (shell := _SHELL_VARIABLE.search(value)):
             name = shell.group(1)
             self._problem(
                 f"{shell.group(0)!r} is not replaced here: write '{{{{ env.{name} }}}}' "

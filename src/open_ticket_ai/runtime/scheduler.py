@@ -149,18 +149,19 @@ class Schedule:
                 due += self.rng.random() * self.jitter
             self.due = due
 
-    def advance(self, now: float) -> tuple[float | None, float, int]:
+    def advance(self, now: float, *, however_late: bool = False) -> tuple[float | None, float, int]:
         """Handle the point that came due, at ``now``, and place the next one.
 
         Returns the grid point to run now (None: no run), how late the handling is against
-        the first point's own time, and how many fires were missed. Only arithmetic: tested
-        with numbers.
+        the first point's own time, and how many fires were missed. ``however_late``: the
+        latest point runs whatever its lateness (what a forward clock step skipped). Only
+        arithmetic: tested with numbers.
         """
         point = self.point
         assert point is not None
         lateness = now - self.due
         following = self.trigger.next_fire_after(point, self.start)
-        max_lateness = self.max_lateness
+        max_lateness = None if however_late else self.max_lateness
         # A later point has passed only once its latest jittered time has: with a jitter
         # close to the interval, a fire handled a little late must not count the next as
         # missed (it is placed, and fires at once if its own time has come).
@@ -189,23 +190,6 @@ class Schedule:
         if self.trigger.fixed_time and -step <= WILD_STEP:
             return
         self.place(self.trigger.next_fire_after(now - self.phase, self.start))
-
-    def _stepped_forward(self, now: float) -> tuple[float | None, float, int]:
-        """The wall clock jumped forward by up to 3 hours over due points: the latest runs
-        once, however late, as Debian's cron runs what a daylight-saving change skipped; the
-        others are counted missed. (After a larger jump only what is due now runs.)"""
-        point = self.point
-        assert point is not None
-        decided = resolve(
-            self.trigger,
-            point,
-            now - self.phase - self.jitter,
-            self.start,
-            lateness=now - self.due,
-            max_lateness=None,
-        )
-        self.place(decided.following)
-        return decided.point, now - self.due, decided.missed
 
     def _wait(self) -> None:
         if self.point is None:
@@ -236,10 +220,10 @@ class Schedule:
             if now < self.due:
                 self._wait()  # woke early, or the clock was stepped back: the point stays due
                 return
-        if 0 < stepped <= WILD_STEP:
-            point, lateness, missed = self._stepped_forward(now)
-        else:
-            point, lateness, missed = self.advance(now)
+        # A forward step of up to 3 hours: the latest point it skipped runs once, however
+        # late, as Debian's cron runs what a daylight-saving change skipped; after a larger
+        # jump only what is due now runs.
+        point, lateness, missed = self.advance(now, however_late=0 < stepped <= WILD_STEP)
         if missed:
             self.on_missed(self, missed, lateness)
         if point is not None:

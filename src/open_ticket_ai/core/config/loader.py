@@ -132,14 +132,10 @@ def _parse(text: str, file: str, environ: Mapping[str, str]) -> LoadedConfig:
     app_data, prefix, problems = _root_form(data, source)
     problems = [*duplicates, *problems]
     if isinstance(app_data, dict) and isinstance(app_data.get("plugins"), list):
-        found, said = expected_distributions(app_data["plugins"])
+        found, noted, wrong = expected_distributions(app_data["plugins"])
         app_data["plugins"] = [entry for entry in app_data["plugins"] if entry not in found]
-        notices = (*notices, *(text for _, text in said if text.startswith("plugin ")))
-        problems += [
-            source.problem(text, (*prefix, "plugins", index))
-            for index, text in said
-            if not text.startswith("plugin ")
-        ]
+        notices = (*notices, *noted)
+        problems += [source.problem(text, (*prefix, "plugins", index)) for index, text in wrong]
     try:
         config = AppConfig.model_validate(app_data)
     except ValidationError as exc:
@@ -171,16 +167,19 @@ BUILT_IN_DISTRIBUTIONS = frozenset(
 """Open Ticket AI's plugin distributions: what they bring is built in here."""
 
 
-def expected_distributions(entries: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+def expected_distributions(
+    entries: list[Any],
+) -> tuple[list[Any], list[str], list[tuple[int, str]]]:
     """The entries of ``plugins:`` that name distributions rather than modules (``{name,
-    version}``, or a name with a ``-``), each checked against what is installed: the
-    entries, and per index a notice (``plugin ...``) or a problem."""
+    version}``, or a name with a ``-``), each checked against what is installed: those
+    entries, the notices, and per index what is wrong."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     found: list[Any] = []
-    said: list[tuple[int, str]] = []
+    noted: list[str] = []
+    wrong: list[tuple[int, str]] = []
     for index, entry in enumerate(entries):
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             name, wanted = entry["name"], str(entry.get("version") or "")
@@ -190,23 +189,23 @@ def expected_distributions(entries: list[Any]) -> tuple[list[Any], list[tuple[in
             continue
         found.append(entry)
         if name.lower() in BUILT_IN_DISTRIBUTIONS:
-            said.append((index, f"plugin {name}: what it brings is built in here"))
+            noted.append(f"plugin {name}: what it brings is built in here")
             continue
         try:
             installed = version(name)
         except PackageNotFoundError:
-            said.append((index, f"the config expects the plugin {name!r}, which is not installed"))
+            wrong.append((index, f"the config expects the plugin {name!r}, which is not installed"))
             continue
         try:
             if wanted and installed not in SpecifierSet(wanted):
-                said.append(
+                wrong.append(
                     (index, f"the config expects {name} {wanted}; {installed} is installed")
                 )
             else:
-                said.append((index, f"plugin {name} {installed}: installed"))
+                noted.append(f"plugin {name} {installed}: installed")
         except InvalidSpecifier:
-            said.append((index, f"{name}: {wanted!r} is not a version specifier (like '>=1.0')"))
-    return found, said
+            wrong.append((index, f"{name}: {wanted!r} is not a version specifier (like '>=1.0')"))
+    return found, noted, wrong
 
 
 OVERRIDE_PREFIX = "OTAI_"

@@ -233,6 +233,10 @@ class HelpdeskParams(ParamsModel):
     retry_backoff: float = Field(0.5, ge=0)
     verify_tls: bool = True
 
+    def http_settings(self) -> dict[str, Any]:
+        """These settings by name, for an adapter's params built from another shape."""
+        return {name: getattr(self, name) for name in HelpdeskParams.model_fields}
+
     def client(
         self,
         system: str,

@@ -364,13 +364,9 @@ class UpstreamZammadParams(HelpdeskParams):
         return ZammadParams(
             url=self.base_url,
             token=self.access_token,
-            verify_tls=self.verify and self.verify_tls,
             priority_map=self.priority_map,
             default_customer=self.default_customer,
-            timeout=self.timeout,
-            call_timeout=self.call_timeout,
-            retries=self.retries,
-            retry_backoff=self.retry_backoff,
+            **{**self.http_settings(), "verify_tls": self.verify and self.verify_tls},
         )
 
 

@@ -442,11 +442,7 @@ class OtoboZnunyParams(HelpdeskParams):
             priority_map=self.priority_map,
             time_zone=self.time_zone,
             default_customer_user=self.default_customer_user,
-            timeout=self.timeout,
-            call_timeout=self.call_timeout,
-            retries=self.retries,
-            retry_backoff=self.retry_backoff,
-            verify_tls=self.verify_tls,
+            **self.http_settings(),
         )
 
 
