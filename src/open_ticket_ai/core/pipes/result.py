@@ -67,10 +67,11 @@ def _fast_init() -> None:
     a frozen dataclass's own goes through ``object.__setattr__`` once per field, and a
     result is made for every step of every run (this one takes a quarter of the time). The
     class stays the same frozen dataclass: fields, defaults, and refusal to change."""
-    set_status = PipeResult.status.__set__  # type: ignore[attr-defined]
-    set_message = PipeResult.message.__set__  # type: ignore[attr-defined]
-    set_data = PipeResult.data.__set__  # type: ignore[attr-defined]
-    set_error = PipeResult.error.__set__  # type: ignore[attr-defined]
+    slots: dict[str, Any] = dict(vars(PipeResult))
+    set_status = slots["status"].__set__
+    set_message = slots["message"].__set__
+    set_data = slots["data"].__set__
+    set_error = slots["error"].__set__
 
     def __init__(
         self: PipeResult,
@@ -85,7 +86,7 @@ def _fast_init() -> None:
         set_error(self, error)
 
     __init__.__qualname__ = "PipeResult.__init__"
-    PipeResult.__init__ = __init__  # type: ignore[method-assign, assignment]
+    PipeResult.__init__ = __init__  # type: ignore[method-assign]
 
 
 _fast_init()
