@@ -398,7 +398,11 @@ class SqliteLedgerStore:
 
     def append_bundles(self, bundles: Sequence[Bundle]) -> None:
         """Store runs given as :func:`bundle_of` made them, in one transaction."""
-        if not bundles:
+        self.append_encoded([encode_bundle(bundle) for bundle in bundles])
+
+    def append_encoded(self, texts: Sequence[str]) -> None:
+        """Store runs given as :func:`encode_bundle` wrote them, in one transaction."""
+        if not texts:
             return
         with self._lock:
             db = self._db
@@ -406,21 +410,19 @@ class SqliteLedgerStore:
                 (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
                 self._next_seq = int(last) + 1
             # ONE statement for the whole batch, atomic by itself: the view's trigger inserts
-            # every table's rows from the JSON document inside SQLite. A statement per row (or
-            # per table) would wait for the GIL at each one while the event loop keeps it
-            # busy, and a batch would take seconds instead of milliseconds.
+            # every table's rows from the JSON document inside SQLite, which runs without the
+            # GIL. A statement per row (or per table) would wait for the GIL at each one while
+            # the event loop keeps it busy, and a batch would take seconds, not milliseconds.
+            # The runs come encoded already: the writer holds the GIL for one join only.
             try:
                 db.execute(
                     "INSERT INTO ledger_batch (first, doc) VALUES (?, ?)",
-                    (
-                        self._next_seq,
-                        _batch_json([[b[part] for b in bundles] for part in range(4)]),
-                    ),
+                    (self._next_seq, "[" + ",".join(texts) + "]"),
                 )
             except BaseException:
                 self._next_seq = None  # another writer may have taken the numbers: ask again
                 raise
-            self._next_seq += len(bundles)
+            self._next_seq += len(texts)
 
     def prune(self, *, before: float, keep: int) -> int:
         with self._lock:
@@ -647,10 +649,9 @@ class SqliteLedgerStore:
 
 
 Bundle = tuple[Any, ...]
-"""A run as plain values only, ready for one JSON document: ``(run, steps, actions,
-decisions)``, each a tuple of rows, each row a tuple of numbers, strings and None. Being made of
-tuples and atoms, a bundle waiting in the writer's queue costs the garbage collector nothing
-(CPython stops tracking such tuples), however many wait."""
+"""A run as plain values only, ready for JSON: ``(run, steps, actions, decisions)``, each a
+tuple of rows, each row a tuple of numbers, strings and None (:func:`encode_bundle` writes it
+as the text a batch is made of)."""
 
 
 def bundle_of(record: RunRecord | RunEnded) -> Bundle:
@@ -726,9 +727,9 @@ def bundle_of(record: RunRecord | RunEnded) -> Bundle:
 
 
 def _batch_schema() -> tuple[str, ...]:
-    """The view a batch is inserted into, and its trigger: ``doc`` holds the :data:`Bundle`
-    values of a batch column-wise, ``[runs, steps, actions, decisions]``, each a list with
-    one entry per run; the n-th run gets seq ``first + n``. Every row is parsed once, small."""
+    """The view a batch is inserted into, and its trigger: ``doc`` is a JSON list with one
+    :func:`encode_bundle` text per run, ``[run, steps, actions, decisions]``; the n-th run
+    gets seq ``first + n``. Every row is parsed once, small."""
 
     def picks(source: str, count: int) -> str:
         return ", ".join(f"json_extract({source}, '$[{n}]')" for n in range(count))
@@ -741,14 +742,14 @@ def _batch_schema() -> tuple[str, ...]:
     )
     inserts = [
         f"INSERT INTO runs (seq, {', '.join(runs)}) "
-        f"SELECT NEW.first + r.key, {picks('r.value', len(runs))} "
-        "FROM json_each(NEW.doc, '$[0]') AS r;"
+        f"SELECT NEW.first + b.key, {picks('r.value', len(runs))} "
+        "FROM json_each(NEW.doc) AS b, json_each(b.value) AS r WHERE r.key = 0;"
     ]
     for table, columns, index in children:
         inserts.append(
             f"INSERT INTO {table} (run, position, {', '.join(columns)}) "
-            f"SELECT NEW.first + r.key, c.key, {picks('c.value', len(columns))} "
-            f"FROM json_each(NEW.doc, '$[{index}]') AS r, json_each(r.value) AS c;"
+            f"SELECT NEW.first + b.key, c.key, {picks('c.value', len(columns))} "
+            f"FROM json_each(NEW.doc) AS b, json_each(b.value, '$[{index}]') AS c;"
         )
     return (
         "DROP TRIGGER IF EXISTS ledger_batch_insert",
@@ -759,13 +760,16 @@ def _batch_schema() -> tuple[str, ...]:
     )
 
 
-def _batch_json(rows: Sequence[Any]) -> str:
-    # A value JSON cannot hold is made plain rather than failing the batch on every retry:
-    # a non-finite float becomes 0.0, a numpy number its float or int, anything else its text.
+def encode_bundle(bundle: Bundle) -> str:
+    """``bundle`` as the JSON text a batch is made of (see :func:`_batch_schema`).
+
+    A value JSON cannot hold is made plain rather than failing the batch on every retry:
+    a non-finite float becomes 0.0, a numpy number its float or int, anything else its
+    text."""
     try:
-        return json.dumps(rows, allow_nan=False, separators=(",", ":"), default=_plain)
+        return _ENCODE(bundle)
     except ValueError:
-        return json.dumps(_finite_all(rows), allow_nan=False, separators=(",", ":"), default=_plain)
+        return _ENCODE(_finite_all(bundle))
 
 
 def _plain(value: Any) -> Any:
@@ -794,6 +798,9 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return 0.0
     return value
+
+
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_plain).encode
 
 
 def _to_json(value: Any) -> str:
@@ -965,7 +972,7 @@ class Ledger:
         self.capacity = capacity
         self._on_error = on_error
         self._clock = clock
-        self._queue: deque[RunRecord | Bundle] = deque()
+        self._queue: deque[RunRecord | str] = deque()
         self._inflight = 0
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -988,10 +995,10 @@ class Ledger:
         """Store calls (writes and prunes) that raised."""
 
     @property
-    def _bundles(self) -> bool:
-        """Whether the store takes :data:`Bundle` values (asked each time: the store may be
-        replaced)."""
-        return callable(getattr(self.store, "append_bundles", None))
+    def _encoded(self) -> bool:
+        """Whether the store takes runs as :func:`encode_bundle` texts (asked each time: the
+        store may be replaced)."""
+        return callable(getattr(self.store, "append_encoded", None))
 
     @property
     def pending(self) -> int:
@@ -1011,12 +1018,13 @@ class Ledger:
     def submit(self, record: RunRecord | RunEnded) -> None:
         """Queue ``record`` (or the event of a run that ended) for writing. O(1); never
         blocks on I/O and never raises. For a store that takes bundles
-        (:class:`SqliteLedgerStore`) the run waits as a :data:`Bundle`, which the garbage
-        collector need not look at; for others, as a :class:`RunRecord`."""
-        item: RunRecord | Bundle
+        (:class:`SqliteLedgerStore`) the run waits as its JSON text, made here so that the
+        writer thread needs the GIL for hardly anything (and a text is nothing for the
+        garbage collector to look at); for others, as a :class:`RunRecord`."""
+        item: RunRecord | str
         try:
-            if self._bundles:
-                item = bundle_of(record)
+            if self._encoded:
+                item = encode_bundle(bundle_of(record))
             else:
                 item = record if isinstance(record, RunRecord) else record_of(record)
         except Exception:  # a plugin's odd value: stored as the record says it
@@ -1101,7 +1109,7 @@ class Ledger:
             else:
                 pause = min(max(pause * 2, self.flush_delay, 0.01), RETRY_MAX)
 
-    def _next_batch(self, next_prune: float, pause: float) -> list[RunRecord | Bundle] | None:
+    def _next_batch(self, next_prune: float, pause: float) -> list[RunRecord | str] | None:
         """Wait until a batch is due and take it; [] when it is time to prune instead, None
         when closing leaves nothing (more) to do."""
         with self._cond:
@@ -1133,11 +1141,11 @@ class Ledger:
                     return []
                 self._cond.wait(wake - now)
 
-    def _write(self, records: list[RunRecord | Bundle]) -> bool:
+    def _write(self, records: list[RunRecord | str]) -> bool:
         try:
-            if self._bundles:
-                bundles = [r if isinstance(r, tuple) else bundle_of(r) for r in records]
-                self.store.append_bundles(bundles)  # type: ignore[attr-defined]
+            if self._encoded:
+                texts = [r if isinstance(r, str) else encode_bundle(bundle_of(r)) for r in records]
+                self.store.append_encoded(texts)  # type: ignore[attr-defined]
             else:
                 self.store.append(records)  # type: ignore[arg-type]
         except Exception as exc:
