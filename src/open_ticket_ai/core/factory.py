@@ -319,6 +319,13 @@ class RenderableFactory:
         if for_each is not None:
             for_each, _ = self._compile(for_each, (*path, "for_each"))
             self._check_templates(for_each, scope, finished)
+        elif config.concurrency != 1:
+            self._problem(
+                "concurrency applies to the items of a for_each pipe, and this pipe has no "
+                "for_each: add one, or remove concurrency",
+                (*path, "concurrency"),
+                key=True,
+            )
         if any(step is None for step in steps):
             return None
         return PipeSpec(
@@ -330,6 +337,7 @@ class RenderableFactory:
             static_raw=config.params if static is not None else None,
             condition=condition,
             for_each=for_each,
+            concurrency=config.concurrency,
             depends_on=tuple(config.depends_on),
             retry=config.retry,
             timeout=config.timeout,

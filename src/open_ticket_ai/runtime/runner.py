@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from open_ticket_ai.core.durations import format_duration
 from open_ticket_ai.core.pipes.records import RunDeadline, RunJournal
 from open_ticket_ai.core.pipes.result import PipeResult, PipeStatus
-from open_ticket_ai.core.pipes.run import RunContext, TriggerRef, execute_pipe
+from open_ticket_ai.core.pipes.run import TASK_CONTEXTS, RunContext, TriggerRef, execute_pipe
 from open_ticket_ai.core.services import Service
 from open_ticket_ai.runtime.events import (
     EventBus,
@@ -47,10 +47,10 @@ CURRENT_RUNNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The runner whose run a task executes (the watchdog reads it from a blocked task)."""
 
-RUN_CONTEXTS: dict[asyncio.Task[Any], contextvars.Context] = {}
-"""The context each run's task runs in, so that another thread (the watchdog) can read the
-task's context variables (``Task.get_context`` exists only from Python 3.12). An entry
-goes when its task is done."""
+RUN_CONTEXTS = TASK_CONTEXTS
+"""The context each run's task (and each ``for_each`` item's) runs in, so that another thread
+(the watchdog) can read the task's context variables (``Task.get_context`` exists only from
+Python 3.12). An entry goes when its task is done."""
 
 
 class PipeRunner:

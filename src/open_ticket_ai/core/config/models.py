@@ -62,6 +62,8 @@ class PipeConfig(_ConfigModel):
     timeout: Duration | None = Field(default=None, gt=0)
     for_each: str | list[Any] | None = None
     """A template giving a list (or a list): the pipe runs once per item, with ``item``."""
+    concurrency: int = Field(1, ge=1, le=100)
+    """With ``for_each``: how many items run at once (results stay in item order)."""
 
     _norm_depends = field_validator("depends_on", mode="before")(_one_or_many)
 

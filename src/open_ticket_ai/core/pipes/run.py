@@ -8,7 +8,7 @@ import contextvars
 import inspect
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -50,6 +50,11 @@ CURRENT_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The config path of the step a task executes (the watchdog reads it from a blocked task)."""
 
+TASK_CONTEXTS: dict[asyncio.Task[Any], contextvars.Context] = {}
+"""The context each task of a run runs in (the run's own, and those of ``for_each`` items run
+at once), so that another thread (the watchdog) can read the task's context variables
+(``Task.get_context`` exists only from Python 3.12). An entry goes when its task is done."""
+
 ServiceT = TypeVar("ServiceT", bound=Service[Any])
 
 
@@ -71,6 +76,8 @@ class PipeSpec:
     steps: tuple[PipeSpec, ...]
     for_each: Any = None
     """None, a list, or a CompiledTemplate giving the list the pipe iterates over."""
+    concurrency: int = 1
+    """How many ``for_each`` items run at once."""
 
     @property
     def has_condition(self) -> bool:
@@ -171,6 +178,7 @@ def _parent_names(parent: Mapping[str, Any]) -> dict[str, Any]:
 _LATE = "not started: the run's deadline of {} had passed"
 _new_tuple = tuple.__new__
 _FAILED = PipeStatus.FAILED
+_SKIPPED = PipeStatus.SKIPPED
 
 
 async def execute_pipe(
@@ -281,34 +289,59 @@ async def _for_each(
             f"{spec.path}.for_each: must give a list, got {type(items).__name__}"
         ), ()
     items = list(items)
-    outcomes: list[dict[str, Any]] = []
-    first_failure: tuple[int, PipeResult] | None = None
+    count = len(items)
+    slots: list[dict[str, Any] | None] = [None] * count
     deadline = run.journal.deadline
-    for index, item in enumerate(items):
-        if deadline is not None and deadline.clock() >= deadline.at:
-            late = _LATE.format(format_duration(deadline.limit))
-            deadline.skipped += len(items) - index
-            outcomes.extend(
-                {"index": i, "status": PipeStatus.SKIPPED, "message": late, "data": {}, "steps": {}}
-                for i in range(index, len(items))
-            )
-            break
-        child = run.for_item(item, index, len(items))
-        result = await _execute(spec, child, parent)
-        steps = {
-            k: v.status for k, v in child.results.items() if k not in run.results and k != spec.id
-        }
-        outcomes.append(
-            {
+    taken = 0
+
+    async def work() -> None:
+        """Run items, each taken in order by whichever worker is free, until none is left."""
+        nonlocal taken
+        while taken < count:
+            index = taken
+            taken += 1
+            if deadline is not None and deadline.clock() >= deadline.at:
+                # No item begins after the run's deadline: the rest are skipped, counted.
+                late = _LATE.format(format_duration(deadline.limit))
+                deadline.skipped += count - index
+                for i in range(index, count):
+                    slots[i] = {
+                        "index": i,
+                        "status": _SKIPPED,
+                        "message": late,
+                        "data": {},
+                        "steps": {},
+                    }
+                taken = count
+                return
+            child = run.for_item(items[index], index, count)
+            result = await _execute(spec, child, parent)
+            slots[index] = {
                 "index": index,
                 "status": result.status,
                 "message": result.message,
                 "data": dict(result.data),
-                "steps": steps,
+                "steps": {
+                    k: v.status
+                    for k, v in child.results.items()
+                    if k not in run.results and k != spec.id
+                },
+                "_result": result,
             }
-        )
-        if result.failed and first_failure is None:
-            first_failure = (index, result)
+
+    workers = min(spec.concurrency, count)
+    if workers <= 1:
+        await work()
+    else:
+        await _together(work, workers)
+    outcomes: list[dict[str, Any]] = []
+    first_failure: tuple[int, PipeResult] | None = None
+    for slot in slots:
+        assert slot is not None
+        result = slot.pop("_result", None)
+        if result is not None and result.failed and first_failure is None:
+            first_failure = (slot["index"], result)
+        outcomes.append(slot)
     counts = {status: 0 for status in ("succeeded", "failed", "skipped")}
     for outcome in outcomes:
         counts[outcome["status"]] += 1
@@ -322,6 +355,32 @@ async def _for_each(
             failed.error,
         ), statuses
     return PipeResult.success(data), statuses
+
+
+async def _together(work: Callable[[], Coroutine[Any, Any, None]], count: int) -> None:
+    """Run ``count`` copies of ``work`` at once, each a task of its own (and so with its own
+    context: each item's current step, for the watchdog); when this is cancelled, or one
+    raises (a bug: ``work`` reports failures as results), the others are cancelled and
+    waited for before it propagates, so that no item goes on after its run has ended."""
+    loop = asyncio.get_running_loop()
+    tasks = []
+    for _ in range(count):
+        context = contextvars.copy_context()
+        task = loop.create_task(work(), context=context)
+        TASK_CONTEXTS[task] = context
+        task.add_done_callback(_forget_context)
+        tasks.append(task)
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        raise
+
+
+def _forget_context(task: asyncio.Task[Any]) -> None:
+    TASK_CONTEXTS.pop(task, None)
 
 
 def _prepare(

@@ -66,6 +66,7 @@ class HelpdeskClient:
         retries: int = 3,
         backoff: float = 0.5,
         verify: bool = True,
+        max_connections: int = 10,
         on_response: Callable[[str, int, float], None] | None = None,
         on_retry: Callable[[str, int, float, str], None] | None = None,
     ) -> None:
@@ -85,6 +86,10 @@ class HelpdeskClient:
             auth=auth,
             timeout=timeout,
             verify=verify,
+            # Bounded: a for_each with concurrency above it waits for a free connection.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     async def close(self) -> None:
@@ -232,6 +237,9 @@ class HelpdeskParams(ParamsModel):
     """How often a 5xx answer, a timeout or a lost connection is retried."""
     retry_backoff: float = Field(0.5, ge=0)
     verify_tls: bool = True
+    max_connections: int = Field(10, ge=1, le=100)
+    """Connections open to the helpdesk at most (kept alive between calls); calls beyond
+    it, from a ``for_each`` with a higher ``concurrency``, wait for one to be free."""
 
     def http_settings(self) -> dict[str, Any]:
         """These settings by name, for an adapter's params built from another shape."""
@@ -258,6 +266,7 @@ class HelpdeskParams(ParamsModel):
             retries=self.retries,
             backoff=self.retry_backoff,
             verify=self.verify_tls,
+            max_connections=self.max_connections,
             on_response=on_response,
             on_retry=on_retry,
         )
