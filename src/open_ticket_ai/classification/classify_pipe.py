@@ -3,6 +3,7 @@ back when the model is not sure."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from collections.abc import Mapping
@@ -21,7 +22,9 @@ from open_ticket_ai import (
     ServiceOrPath,
 )
 from open_ticket_ai.classification.backends import Classifier, Prediction
+from open_ticket_ai.classification.batching import batcher_for
 from open_ticket_ai.classification.service import ClassifierService, load_classifier
+from open_ticket_ai.core.pipes.run import worker_threads
 
 __all__ = ["ClassifyParams", "ClassifyPipe"]
 
@@ -59,13 +62,18 @@ class ClassifyPipe(Pipe[ClassifyParams]):
     through ``label_map``, or ``fallback`` when below ``threshold``), ``low_confidence``,
     ``threshold`` and ``explanation``, the outcome in words for a note: ``"Billing (93%
     sure)"``, or below the threshold ``"Review (best guess Billing, 33% sure, below the
-    threshold 50%)"``. Inference runs in a worker thread, never on the event loop. Each
-    classification is recorded as a decision of the run (model, label, confidence, the best
-    three, fallback)."""
+    threshold 50%)"``. Inference runs in a worker thread, never on the event loop, batched
+    with the texts other pipes ask the same model about at the same time (a ``for_each`` with
+    ``concurrency``; see :mod:`~open_ticket_ai.classification.batching`). Each classification
+    is recorded as a decision of the run (model, label, confidence, the best three,
+    fallback)."""
 
-    def process(self, ctx: PipeContext) -> PipeResult:
+    async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
-        prediction = _classifier(ctx, p.model).predict([p.text])[0]
+        classifier = _loaded(ctx, p.model)
+        if classifier is None:  # reading the model file blocks: in a worker thread
+            classifier = await asyncio.to_thread(worker_threads.run_call, _classifier, ctx, p.model)
+        prediction = await batcher_for(classifier).predict(p.text)
         result = _result(p, prediction)
         ctx.record_decision(
             Decision(
@@ -138,6 +146,14 @@ def _threshold(share: float) -> str:
     return f"{share * 100:.4g}%"
 
 
+def _loaded(ctx: PipeContext, model: str) -> Classifier | None:
+    """The classifier ``model`` names when it is loaded already (nothing blocks), else None."""
+    if model in ctx.run.services:
+        service = ctx.service(model, ClassifierService)
+        return service.load() if service.loaded else None
+    return _model_files.cached(Path(model).expanduser())
+
+
 def _classifier(ctx: PipeContext, model: str) -> Classifier:
     if model in ctx.run.services:
         return ctx.service(model, ClassifierService).load()
@@ -161,10 +177,18 @@ class _ModelFiles:
         self._lock = threading.Lock()
         self._loaded: dict[Path, tuple[tuple[int, int, int], Classifier]] = {}
 
+    def cached(self, path: Path) -> Classifier | None:
+        """The classifier of ``path`` when loaded and the file is unchanged, else None."""
+        try:
+            key, stamp = _stamp(path)
+        except OSError:
+            return None
+        with self._lock:
+            found = self._loaded.get(key)
+        return found[1] if found is not None and found[0] == stamp else None
+
     def get(self, path: Path) -> Classifier:
-        key = path.resolve()
-        stat = (key / "config.json" if key.is_dir() else key).stat()
-        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        key, stamp = _stamp(path)
         with self._lock:
             found = self._loaded.get(key)
             if found is not None and found[0] == stamp:
@@ -172,6 +196,12 @@ class _ModelFiles:
             classifier = load_classifier(str(key), "transformers" if key.is_dir() else "sklearn")
             self._loaded[key] = (stamp, classifier)
             return classifier
+
+
+def _stamp(path: Path) -> tuple[Path, tuple[int, int, int]]:
+    key = path.resolve()
+    stat = (key / "config.json" if key.is_dir() else key).stat()
+    return key, (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 _model_files = _ModelFiles()

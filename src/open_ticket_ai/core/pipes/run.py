@@ -56,6 +56,7 @@ at once), so that another thread (the watchdog) can read the task's context vari
 (``Task.get_context`` exists only from Python 3.12). An entry goes when its task is done."""
 
 ServiceT = TypeVar("ServiceT", bound=Service[Any])
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -475,10 +476,14 @@ class _WorkerThreads:
         return self._busy
 
     def run(self, pipe: Pipe[Any], ctx: PipeContext) -> Any:
+        return self.run_call(pipe.process, ctx)
+
+    def run_call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)``, counted (call it in the worker thread)."""
         with self._lock:
             self._busy += 1
         try:
-            return pipe.process(ctx)
+            return function(*args)
         finally:
             with self._lock:
                 self._busy -= 1
