@@ -4,6 +4,7 @@ failed logins."""
 from __future__ import annotations
 
 import hmac
+import functools
 import secrets
 import time
 from collections import deque
@@ -20,8 +21,14 @@ ROLES = ("viewer", "admin")
 """``viewer`` reads every page; ``admin`` also fires, pauses, resumes and corrects."""
 
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
-"""Checked against for unknown user names, so that a login takes as long either way."""
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against for unknown user names, so that a login takes as long either way.
+    Made on the first login, not at import: a hash takes a tenth of a second, and every
+    start of the service imports this module."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -44,7 +51,7 @@ class Users:
         """True when ``password`` is the user's; never raises for a bad hash or name."""
         user = self._users.get(name)
         try:
-            _HASHER.verify(user.password_hash if user is not None else _DUMMY_HASH, password)
+            _HASHER.verify(user.password_hash if user is not None else _dummy_hash(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return user is not None
