@@ -3,8 +3,8 @@ failed logins."""
 
 from __future__ import annotations
 
-import hmac
 import functools
+import hmac
 import secrets
 import time
 from collections import deque
