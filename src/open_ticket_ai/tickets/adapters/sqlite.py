@@ -124,6 +124,10 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL syncs at checkpoints instead of at every commit: a commit
+            # survives a crash of the process (only a power cut can take the last ones), and a
+            # routed ticket no longer waits for the disk three times.
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
@@ -232,11 +236,17 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
         now = _now()
 
         def insert(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "INSERT INTO notes (ticket_id, subject, body, created) VALUES (?, ?, ?, ?)",
-                (key, note.subject, note.body, now),
-            )
-            db.execute("UPDATE tickets SET updated = ? WHERE id = ?", (now, key))
+            db.execute("BEGIN IMMEDIATE")  # the note and the ticket's new time, or neither
+            try:
+                cursor = db.execute(
+                    "INSERT INTO notes (ticket_id, subject, body, created) VALUES (?, ?, ?, ?)",
+                    (key, note.subject, note.body, now),
+                )
+                db.execute("UPDATE tickets SET updated = ? WHERE id = ?", (now, key))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
