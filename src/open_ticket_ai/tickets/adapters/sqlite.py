@@ -82,6 +82,14 @@ def _ticket(row: sqlite3.Row) -> Ticket:
     )
 
 
+def _row(db: sqlite3.Connection, key: int, ticket_id: str) -> sqlite3.Row:
+    """The ticket's row; TicketNotFoundError when there is none."""
+    row: sqlite3.Row | None = db.execute("SELECT * FROM tickets WHERE id = ?", (key,)).fetchone()
+    if row is None:
+        raise TicketNotFoundError(f"sqlite: no ticket {ticket_id!r}")
+    return row
+
+
 def _ticket_key(ticket_id: str) -> int:
     try:
         return int(ticket_id)
@@ -176,18 +184,13 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
 
     async def get(self, ticket_id: str) -> Ticket:
         key = _ticket_key(ticket_id)
-        row = await self._call(
-            lambda db: db.execute("SELECT * FROM tickets WHERE id = ?", (key,)).fetchone()
-        )
-        if row is None:
-            raise TicketNotFoundError(f"sqlite: no ticket {ticket_id!r}")
-        return _ticket(row)
+        return _ticket(await self._call(lambda db: _row(db, key, ticket_id)))
 
     async def create(self, ticket: NewTicket) -> Ticket:
         now = _now()
         priority = int(ticket.priority or Priority.NORMAL)
 
-        def insert(db: sqlite3.Connection) -> int:
+        def insert(db: sqlite3.Connection) -> sqlite3.Row:
             cursor = db.execute(
                 "INSERT INTO tickets (subject, body, queue, priority, requester, created, "
                 "updated, custom_fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -203,41 +206,53 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
                 ),
             )
             assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            return _row(db, cursor.lastrowid, str(cursor.lastrowid))
 
-        return await self.get(str(await self._call(insert)))
+        return _ticket(await self._call(insert))
 
     async def update(self, ticket_id: str, changes: TicketChanges) -> Ticket:
-        current = await self.get(ticket_id)
-        sets: dict[str, Any] = {}
-        if changes.subject is not None:
-            sets["subject"] = changes.subject
-        if changes.queue is not None:
-            sets["queue"] = changes.queue
-        if changes.priority is not None:
-            sets["priority"] = int(changes.priority)
-        if changes.state is not None:
-            sets["state"] = changes.state
-        if changes.custom_fields:
-            sets["custom_fields"] = json.dumps({**current.custom_fields, **changes.custom_fields})
-        if not sets:
+        key = _ticket_key(ticket_id)
+
+        # Read, change and read back in one trip to the worker thread (and one transaction).
+        def change(db: sqlite3.Connection) -> sqlite3.Row:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                current = _row(db, key, ticket_id)
+                sets: dict[str, Any] = {}
+                if changes.subject is not None:
+                    sets["subject"] = changes.subject
+                if changes.queue is not None:
+                    sets["queue"] = changes.queue
+                if changes.priority is not None:
+                    sets["priority"] = int(changes.priority)
+                if changes.state is not None:
+                    sets["state"] = changes.state
+                if changes.custom_fields:
+                    fields = {**json.loads(current["custom_fields"]), **changes.custom_fields}
+                    sets["custom_fields"] = json.dumps(fields)
+                if sets:
+                    sets["updated"] = _now()
+                    assignments = ", ".join(f"{column} = ?" for column in sets)
+                    db.execute(
+                        f"UPDATE tickets SET {assignments} WHERE id = ?", [*sets.values(), key]
+                    )
+                    current = _row(db, key, ticket_id)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             return current
-        sets["updated"] = _now()
-        assignments = ", ".join(f"{column} = ?" for column in sets)
-        values = [*sets.values(), int(ticket_id)]
-        await self._call(
-            lambda db: db.execute(f"UPDATE tickets SET {assignments} WHERE id = ?", values)
-        )
-        return await self.get(ticket_id)
+
+        return _ticket(await self._call(change))
 
     async def add_note(self, ticket_id: str, note: Note) -> Note:
         key = _ticket_key(ticket_id)
-        await self.get(ticket_id)
         now = _now()
 
         def insert(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")  # the note and the ticket's new time, or neither
             try:
+                _row(db, key, ticket_id)
                 cursor = db.execute(
                     "INSERT INTO notes (ticket_id, subject, body, created) VALUES (?, ?, ?, ?)",
                     (key, note.subject, note.body, now),
@@ -260,12 +275,14 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
 
     async def notes(self, ticket_id: str) -> list[Note]:
         key = _ticket_key(ticket_id)
-        await self.get(ticket_id)
-        rows = await self._call(
-            lambda db: db.execute(
+
+        def read(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            _row(db, key, ticket_id)
+            return db.execute(
                 "SELECT * FROM notes WHERE ticket_id = ? ORDER BY id", (key,)
             ).fetchall()
-        )
+
+        rows = await self._call(read)
         return [
             Note(
                 id=str(row["id"]),
