@@ -6,7 +6,8 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,6 +81,18 @@ def _ticket(row: sqlite3.Row) -> Ticket:
         updated=datetime.fromisoformat(row["updated"]),
         custom_fields=json.loads(row["custom_fields"]),
     )
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (the connection is in autocommit mode otherwise)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _row(db: sqlite3.Connection, key: int, ticket_id: str) -> sqlite3.Row:
@@ -215,8 +228,7 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
 
         # Read, change and read back in one trip to the worker thread (and one transaction).
         def change(db: sqlite3.Connection) -> sqlite3.Row:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 current = _row(db, key, ticket_id)
                 sets: dict[str, Any] = {}
                 if changes.subject is not None:
@@ -237,10 +249,6 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
                         f"UPDATE tickets SET {assignments} WHERE id = ?", [*sets.values(), key]
                     )
                     current = _row(db, key, ticket_id)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             return current
 
         return _ticket(await self._call(change))
@@ -250,18 +258,13 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
         now = _now()
 
         def insert(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")  # the note and the ticket's new time, or neither
-            try:
+            with _transaction(db):  # the note and the ticket's new time, or neither
                 _row(db, key, ticket_id)
                 cursor = db.execute(
                     "INSERT INTO notes (ticket_id, subject, body, created) VALUES (?, ?, ?, ?)",
                     (key, note.subject, note.body, now),
                 )
                 db.execute("UPDATE tickets SET updated = ? WHERE id = ?", (now, key))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
