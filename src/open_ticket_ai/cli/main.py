@@ -19,6 +19,7 @@ import click
 from open_ticket_ai.cli.console import console
 from open_ticket_ai.cli.demo import demo
 from open_ticket_ai.cli.log_format import configure_logging
+from open_ticket_ai.cli.migrate import migrate_command
 from open_ticket_ai.cli.once import print_run
 from open_ticket_ai.cli.params import config_input, duration_value
 from open_ticket_ai.cli.runs import runs
@@ -240,6 +241,7 @@ cli.add_command(trigger_command)
 cli.add_command(runs)
 cli.add_command(status_command)
 cli.add_command(console)
+cli.add_command(migrate_command)
 
 
 def main() -> None:

@@ -467,7 +467,10 @@ def _pipe(pipe: dict[str, Any], path: ConfigPath, ctx: _Context) -> None:
                 continue
             if "id" not in step:
                 kind = str(step.get("use", "CompositePipe")).rpartition(":")[2]
-                step_id = _unique(f"{_kebab(kind)}-{index + 1}", taken | ctx.seen)
+                step_id = f"{_kebab(kind)}-{index + 1}"
+                if step_id in ctx.seen:
+                    step_id = f"{pipe.get('id')}_{step_id}"
+                step_id = _unique(step_id, taken | ctx.seen)
                 taken.add(step_id)
                 _insert_first(step, "id", step_id)
                 ctx.done.mark(
