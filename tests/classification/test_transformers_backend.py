@@ -5,83 +5,23 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.classification.support import config, held_out_tickets, run_config, training_tickets
+from tests.classification.support import config, held_out_tickets, run_config
+from tests.classification.tiny_bert import REASON, build_tiny_bert
 
 from open_ticket_ai.classification import ClassificationError, TransformersClassifier
 
-REASON = (
-    "the transformers backend needs the optional ml extra: "
-    "pip install 'ticketflow-orchestrator[ml]'"
-)
 torch = pytest.importorskip("torch", reason=REASON)
 transformers = pytest.importorskip("transformers", reason=REASON)
 tokenizers = pytest.importorskip("tokenizers", reason=REASON)
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-
-
-def tiny_tokenizer(texts: list[str]) -> Any:
-    """A lower-casing word-level tokenizer trained on ``texts``, wrapped for transformers."""
-    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(unk_token="[UNK]"))
-    tok.normalizer = tokenizers.normalizers.Sequence(
-        [tokenizers.normalizers.NFKC(), tokenizers.normalizers.Lowercase()]
-    )
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tok.train_from_iterator(texts, tokenizers.trainers.WordLevelTrainer(special_tokens=SPECIALS))
-    tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        special_tokens=[(name, tok.token_to_id(name)) for name in ("[CLS]", "[SEP]")],
-    )
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        model_max_length=128,
-    )
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT queue classifier, trained for a few seconds on the sample
     tickets and saved with ``save_pretrained``."""
-    tickets = training_tickets()
-    labels = sorted({t.queue for t in tickets})
-    tokenizer = tiny_tokenizer([t.text for t in tickets])
-    torch.manual_seed(0)
-    bert = transformers.BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    model = transformers.BertForSequenceClassification(bert)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    targets = torch.tensor([labels.index(t.queue) for t in tickets])
-    started = time.perf_counter()
-    model.train()
-    for _ in range(8):
-        for start in range(0, len(tickets), 32):
-            batch = [t.text for t in tickets[start : start + 32]]
-            encoded = tokenizer(batch, truncation=True, padding=True, return_tensors="pt")
-            loss = model(**encoded, labels=targets[start : start + 32]).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-    print(f"tiny BERT fine-tuned on {len(tickets)} tickets in {time.perf_counter() - started:.1f}s")
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def test_a_local_model_directory_classifies_tickets(model_dir: Path) -> None:

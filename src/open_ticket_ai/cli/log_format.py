@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from open_ticket_ai.core.secrets import SECRETS
@@ -62,14 +63,21 @@ class JsonFormatter(logging.Formatter):
         return SECRETS.redact(json.dumps(body, default=str, ensure_ascii=False))
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Send every log record to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+def configure_logging(level: str = "INFO", fmt: str = "text", file: Path | None = None) -> None:
+    """Send every log record to stderr in the chosen format, and to ``file`` too when one is
+    given (appended to; its directory is made)."""
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    root.addHandler(handler)
+        existing.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
     root.setLevel(level.upper())
     # Per-request lines from the HTTP client would drown the run events.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

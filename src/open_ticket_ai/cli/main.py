@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +19,7 @@ import click
 from open_ticket_ai.cli.console import console
 from open_ticket_ai.cli.demo import demo
 from open_ticket_ai.cli.log_format import configure_logging
+from open_ticket_ai.cli.migrate import migrate_command
 from open_ticket_ai.cli.once import print_run
 from open_ticket_ai.cli.params import config_input, duration_value
 from open_ticket_ai.cli.runs import runs
@@ -90,12 +92,18 @@ def schema() -> None:
 @config_input
 @click.option(
     "--log-level",
-    default="info",
-    show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="The least severe level logged (default: the config's orchestrator.logging.level, "
+    "else INFO).",
 )
 @click.option(
     "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Also append every log line to this file (default: the config's "
+    "orchestrator.logging.file, else none).",
 )
 @click.option(
     "--shutdown-timeout",
@@ -118,14 +126,15 @@ def schema() -> None:
 )
 def run(
     config: str | None,
-    log_level: str,
+    log_level: str | None,
     log_format: str,
+    log_file: str | None,
     shutdown_timeout: float | None,
     once: str | None,
     dry_run: bool,
 ) -> None:
     """Run the runners of CONFIG until SIGINT/SIGTERM (or until one-time runners finish)."""
-    configure_logging(log_level, log_format)
+    configure_logging(log_level or "INFO", log_format, Path(log_file) if log_file else None)
     try:
         orchestrator = prepare(
             lambda: load_config(config),
@@ -136,6 +145,15 @@ def run(
     except OpenTicketAIError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
+    settings = orchestrator.compiled.loaded.config.orchestrator.logging
+    if (settings.level and not log_level) or (settings.file and not log_file):
+        # The config's logging, where the command line leaves it open; before anything runs.
+        configured = orchestrator.compiled.file_beside(settings.file, "") if settings.file else None
+        configure_logging(
+            log_level or settings.level or "INFO",
+            log_format,
+            Path(log_file) if log_file else configured,
+        )
     if once is not None and once not in orchestrator.runners:
         known = ", ".join(orchestrator.runners) or "none"
         click.echo(f"--once: no runner {once!r} (runners: {known})", err=True)
@@ -223,6 +241,7 @@ cli.add_command(trigger_command)
 cli.add_command(runs)
 cli.add_command(status_command)
 cli.add_command(console)
+cli.add_command(migrate_command)
 
 
 def main() -> None:

@@ -454,13 +454,16 @@ def config_schema(registry: Registry | None = None) -> dict[str, Any]:
 
 
 def _upstream_roots() -> list[JsonSchemaValue]:
-    """Open Ticket AI's 1.1+ format, which is translated when read (its parts are checked
+    """Open Ticket AI's formats, which are translated when read (their parts are checked
     then): one root key holding ``api_version``, ``services`` as a mapping, or the
-    orchestrator written as a pipe."""
+    orchestrator written as a pipe (1.1+); ``infrastructure`` or ``orchestrator.defaults``
+    (1.0)."""
     marks: list[JsonSchemaValue] = [
         {"required": ["api_version"]},
         {"required": ["services"], "properties": {"services": {"type": "object"}}},
         {"required": ["orchestrator"], "properties": {"orchestrator": {"required": ["use"]}}},
+        {"required": ["infrastructure"]},
+        {"required": ["orchestrator"], "properties": {"orchestrator": {"required": ["defaults"]}}},
     ]
     return [
         {

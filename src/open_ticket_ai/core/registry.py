@@ -70,8 +70,80 @@ UPSTREAM_PLUGINS: dict[str, dict[str, str]] = {
 }
 """Open Ticket AI's ``plugin:Class`` prefixes, and the components of each that are ours by
 the same name and params."""
+_TICKET_PIPES = ("FetchTicketsPipe", "UpdateTicketPipe", "AddNotePipe")
+_TICKET_PIPE_MODULES = {
+    "FetchTicketsPipe": "fetch_tickets_pipe",
+    "UpdateTicketPipe": "update_ticket_pipe",
+    "AddNotePipe": "add_note_pipe",
+}
+
+
+def _upstream_modules() -> dict[str, dict[str, str]]:
+    modules: dict[str, dict[str, str]] = {
+        "open_ticket_ai.base": _BASE,
+        "open_ticket_ai.base.composite_pipe": {"CompositePipe": "CompositePipe"},
+        "open_ticket_ai.base.expression_pipe": {"ExpressionPipe": "ExpressionPipe"},
+        "open_ticket_ai.base.interval_trigger": {"IntervalTrigger": "IntervalTrigger"},
+        "open_ticket_ai.base.pipes.classification_pipe": {
+            "ClassificationPipe": "ClassificationPipe"
+        },
+        "open_ticket_ai.base.template_renderers.jinja_renderer": {"JinjaRenderer": ""},
+        "otai_otobo_znuny": {"OTOBOZnunyTicketSystemService": "OTOBOZnunyTicketSystemService"},
+        "otai_otobo_znuny.oto_znuny_ts_service": {
+            "OTOBOZnunyTicketSystemService": "OTOBOZnunyTicketSystemService"
+        },
+        "otai_otobo_znuny.otobo_znuny_ticket_system_service": {
+            "OTOBOZnunyTicketSystemService": "OTOBOZnunyTicketSystemService"
+        },
+        "otai_zammad": {"ZammadTicketSystemService": "ZammadTicketSystemService"},
+        "otai_hf_local": {
+            "HFLocalTextClassificationPipe": "ClassificationPipe",
+            "HFClassificationService": "HFClassificationService",
+        },
+        "otai_hf_local.hf_local_text_classification_pipe": {
+            "HFLocalTextClassificationPipe": "ClassificationPipe"
+        },
+    }
+    for package in ("open_ticket_ai.base", "open_ticket_ai.base.pipes"):
+        modules[f"{package}.ticket_system_pipes"] = {name: name for name in _TICKET_PIPES}
+        for name, module in _TICKET_PIPE_MODULES.items():
+            modules[f"{package}.ticket_system_pipes.{module}"] = {name: name}
+    return modules
+
+
+UPSTREAM_MODULES: dict[str, dict[str, str]] = _upstream_modules()
+"""Open Ticket AI's module paths (the 1.0 format's ``use: "module:Class"``) and, per class,
+the component that is ours (``""``: none is needed here, the config translator drops it).
+A class written with a 1.0 path that is not a module of this package resolves through this
+table; ``HFLocalTextClassificationPipe`` also needs its params translated (the config
+translator does that)."""
+UPSTREAM_PACKAGES = ("open_ticket_ai.", "otai_")
+"""Module names that are Open Ticket AI's: one not in :data:`UPSTREAM_MODULES` is an error
+listing those that are."""
+
+
+def upstream_component(spec: str) -> str | None:
+    """Our short name for an Open Ticket AI ``use:`` (``base:FetchTicketsPipe``,
+    ``open_ticket_ai.base.pipes.ticket_system_pipes.fetch_tickets_pipe:FetchTicketsPipe``),
+    ``""`` for one that is not needed here (``JinjaRenderer``), None when ``spec`` is not
+    one of them (ours, a plugin's, or unknown)."""
+    module, colon, name = spec.strip().partition(":")
+    if not colon:
+        return None
+    if module in UPSTREAM_PLUGINS:
+        if name in _IGNORED:
+            return ""
+        return UPSTREAM_PLUGINS[module].get(name)
+    return UPSTREAM_MODULES.get(module, {}).get(name)
+
+
+_IGNORED = frozenset({"JinjaRenderer"})
+
 UPSTREAM_EQUIVALENTS = {
     "JinjaRenderer": "nothing: templates are built in; leave the service out",
+    "HFLocalTextClassificationPipe": "ClassificationPipe with model_name (its 'model'), text "
+    "(its 'prompt') and classification_service, the id of an HFClassificationService; an "
+    "Open Ticket AI 1.0 config is translated so",
     "SimpleSequentialOrchestrator": "the orchestrator itself: list runners under "
     "orchestrator.runners",
     "SimpleSequentialRunner": "a runner under orchestrator.runners (its 'on' and 'run')",
@@ -275,6 +347,16 @@ class Registry:
             return self._short_name(spec)
         if module_name in UPSTREAM_PLUGINS:
             return self._upstream(module_name, attr, spec)
+        if module_name in UPSTREAM_MODULES:
+            ours = UPSTREAM_MODULES[module_name].get(attr)
+            if ours:
+                return self._short_name(ours)
+            if attr in UPSTREAM_EQUIVALENTS:
+                raise ComponentError(
+                    f"{spec!r} is Open Ticket AI's; here: {UPSTREAM_EQUIVALENTS[attr]}"
+                )
+            if not module_name.startswith(_BUILTIN_ORIGIN + ".base"):
+                raise self._unknown_upstream(spec)
         if "-" in module_name:
             known = ", ".join(f"{prefix}:" for prefix in UPSTREAM_PLUGINS)
             raise ComponentError(
@@ -287,7 +369,10 @@ class Registry:
                 f"{spec!r} is not a component name: write 'module:Class', 'module.Class' or a "
                 "short name like 'CompositePipe'"
             )
-        module = self._import(MODULE_ALIASES.get(module_name, module_name))
+        target = MODULE_ALIASES.get(module_name, module_name)
+        if target.startswith(UPSTREAM_PACKAGES) and not _findable(target):
+            raise self._unknown_upstream(spec)
+        module = self._import(target)
         value: Any = module
         for part in attr.split("."):
             if not hasattr(value, part):
@@ -299,6 +384,19 @@ class Registry:
                 f"{spec!r} is not a component class (a Pipe, Trigger or Service subclass)"
             )
         return value
+
+    @staticmethod
+    def _unknown_upstream(spec: str) -> ComponentError:
+        known = ", ".join(
+            f"{module}:{name}"
+            for module, classes in UPSTREAM_MODULES.items()
+            for name, ours in classes.items()
+            if ours
+        )
+        return ComponentError(
+            f"{spec!r}: no such component of Open Ticket AI's here; the module paths known "
+            f"are {known}; or write a short name like 'FetchTicketsPipe'"
+        )
 
     def _upstream(self, prefix: str, name: str, spec: str) -> type[Component[Any]]:
         """``base:FetchTicketsPipe`` and the other ``plugin:Class`` names of Open Ticket AI."""
@@ -400,6 +498,16 @@ class Registry:
         if isinstance(target, str):
             return target
         return f"{target.__module__}:{target.__qualname__}"
+
+
+def _findable(module_name: str) -> bool:
+    """Whether ``module_name`` can be imported (its parents are imported to find out)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _defined_in(cls: type[Any], module_name: str) -> bool:

@@ -47,10 +47,12 @@ def test_a_v11_config_loads_says_how_it_was_read_and_routes_a_ticket(
     loaded = load_config(str(HERE / "v11-route.yml"))
     assert loaded.problems == ()
     notices = " | ".join(loaded.notices)
-    assert "read as Open Ticket AI's configuration format (api_version '>=1.0.0'" in notices
+    assert "read as Open Ticket AI 1.1+ format (api_version '>=1.0.0'" in notices
+    assert "`otai migrate CONFIG` writes it in this project's format" in notices
     assert "service 'jinja_default' (base:JinjaRenderer): templates are built in" in notices
     assert "orchestrator_sleep: not needed here" in notices
-    assert "infrastructure (logging)" in notices
+    assert "infrastructure.logging: read as orchestrator.logging (level 'INFO')" in notices
+    assert loaded.config.orchestrator.logging.level == "INFO"
     compiled = build(loaded)
     [runner] = compiled.runners
     assert runner.id == "queue-processor"

@@ -24,13 +24,21 @@ from open_ticket_ai.core.config.models import (
     RunnerDefinition,
     ServiceDefinition,
 )
-from open_ticket_ai.core.config.upstream import is_upstream, translate
+from open_ticket_ai.core.config.upstream import Translation, is_upstream, translate
+from open_ticket_ai.core.config.upstream_v10 import is_v10, translate_v10
 from open_ticket_ai.core.config.validation import issues_of
 from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, load_yaml
 from open_ticket_ai.core.memory import paused_gc
 from open_ticket_ai.errors import ConfigError, Problem
 
-__all__ = ["ENV_VAR", "LoadedConfig", "find_config", "load_config", "parse_config"]
+__all__ = [
+    "ENV_VAR",
+    "LoadedConfig",
+    "find_config",
+    "load_config",
+    "parse_config",
+    "translate_upstream",
+]
 
 ENV_VAR = "OTAI_CONFIG"
 DEFAULT_FILE = "config.yml"
@@ -124,10 +132,9 @@ def _parse(text: str, file: str, environ: Mapping[str, str]) -> LoadedConfig:
     duplicates: list[Problem] = []
     data, source = load_yaml(text, file, duplicates=duplicates)
     apply_overrides(data, environ)
-    notices: tuple[str, ...] = ()
-    if is_upstream(data):
-        translation = translate(data, source)
-        notices = tuple(translation.notices)
+    translation = translate_upstream(data, source)
+    notices = tuple(translation.notices) if translation is not None else ()
+    if translation is not None:
         duplicates += [source.problem(message, path) for message, path in translation.problems]
     app_data, prefix, problems = _root_form(data, source)
     problems = [*duplicates, *problems]
@@ -355,6 +362,17 @@ def _drop(data: Any, loc: tuple[str | int, ...], unknown: bool) -> bool:
         return False  # a trigger left with its id alone would turn into a reference
     parent.pop(loc[end - 1], None)
     return True
+
+
+def translate_upstream(data: Any, source: SourceMap) -> Translation | None:
+    """Rewrite a document in one of Open Ticket AI's formats (1.0, 1.1+) into this project's,
+    in place (see :mod:`open_ticket_ai.core.config.upstream`); None when it is in this
+    project's format already."""
+    if is_v10(data):
+        return translate_v10(data, source)
+    if is_upstream(data):
+        return translate(data, source)
+    return None
 
 
 def _root_form(data: Any, source: SourceMap) -> tuple[Any, ConfigPath, list[Problem]]:

@@ -12,6 +12,7 @@ __all__ = [
     "AppConfig",
     "HttpListenerConfig",
     "LedgerConfig",
+    "LoggingConfig",
     "OrchestratorConfig",
     "PipeConfig",
     "RetryConfig",
@@ -182,6 +183,17 @@ class LedgerConfig(_ConfigModel):
     """At most this many runs are kept, whatever their age."""
 
 
+class LoggingConfig(_ConfigModel):
+    """What ``otai run`` logs and where, when its ``--log-level`` and ``--log-file`` are not
+    given (they win over these)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    """The least severe level logged (default ``INFO``)."""
+    file: str | None = Field(default=None, min_length=1)
+    """A file that gets every log line too (appended to), besides stderr; relative to the
+    config file's directory."""
+
+
 class OrchestratorConfig(_ConfigModel):
     """The runners and how the orchestrator runs them."""
 
@@ -203,6 +215,8 @@ class OrchestratorConfig(_ConfigModel):
     """Log which runner and step ran when the event loop was blocked longer than this."""
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     """The record of every run, its actions and decisions (``otai runs``)."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """``otai run``'s log level and log file (its command-line options win)."""
 
     @field_validator("state_path", mode="before")
     @classmethod

@@ -412,7 +412,8 @@ class OtoboZnunyParams(HelpdeskParams):
 
     base_url: str = Field(min_length=1)
     """``.../nph-genericinterface.pl``, without ``/Webservice/<name>``."""
-    username: str = Field(min_length=1)
+    username: str = Field("open_ticket_ai", min_length=1)
+    """The agent the ``OpenTicketAI`` web service acts as (Open Ticket AI's default)."""
     password: SecretStr = Field(min_length=1)
     webservice_name: str = Field("OpenTicketAI", min_length=1)
     operation_urls: dict[Operation, str] = Field(default_factory=lambda: dict(UPSTREAM_OPERATIONS))
