@@ -194,6 +194,8 @@ class FakeZnuny:
         self._auth("TicketSearch", data)
         found = list(self._tickets.values())
         queues, states = _many(data.get("Queues")), _many(data.get("States"))
+        queues += [self.queues[int(i) - 1] for i in _many(data.get("QueueIDs"))]
+        states += [self.states[int(i) - 1] for i in _many(data.get("StateIDs"))]
         if queues:
             found = [t for t in found if t.queue in queues]
         if states:
@@ -281,7 +283,19 @@ class FakeZnuny:
         changes = data.get("Ticket")
         if changes is not None and not (isinstance(changes, dict) and changes):
             raise _Failure("TicketUpdate", "InvalidParameter", "Ticket parameter is not valid!")
-        changes = changes or {}
+        changes = dict(changes or {})
+        for key, known in (
+            ("Queue", self.queues),
+            ("State", self.states),
+            ("Priority", self.priorities),
+        ):
+            given = str(changes.get(f"{key}ID") or "")
+            if given:  # by id, as Znuny takes it too
+                if not given.isdigit() or not 1 <= int(given) <= len(known):
+                    raise _Failure(
+                        "TicketUpdate", "InvalidParameter", f"Ticket->{key}ID is invalid!"
+                    )
+                changes[key] = known[int(given) - 1]
         self._check_ticket("TicketUpdate", changes, required=False)
         article = data.get("Article")
         if article is not None:

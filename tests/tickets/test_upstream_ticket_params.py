@@ -98,8 +98,8 @@ def test_upstream_shapes_fetch_note_and_update_one_ticket(tmp_path: Path) -> Non
     ("params", "says"),
     [
         (
-            "{ticket_system: desk, ticket_search_criteria: {queue: {id: 3}}}",
-            "by id (3) is not supported here: give its name",
+            "{ticket_system: desk, ticket_search_criteria: {queue: {}}}",
+            "give its name, {name: ...}, or the helpdesk's id, {id: ...}",
         ),
         (
             "{ticket_system: desk, ticket_id: '1', updated_ticket: {body: hi}}",
@@ -107,7 +107,7 @@ def test_upstream_shapes_fetch_note_and_update_one_ticket(tmp_path: Path) -> Non
         ),
         ("{ticket_system: desk, ticket_id: '1'}", "body: is required (or give note:"),
     ],
-    ids=["queue-by-id", "update-body", "note-without-body"],
+    ids=["queue-without-name-or-id", "update-body", "note-without-body"],
 )
 def test_upstream_shapes_that_do_not_fit_say_why(tmp_path: Path, params: str, says: str) -> None:
     use = (

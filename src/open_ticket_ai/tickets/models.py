@@ -123,16 +123,27 @@ class NewTicket(_Model):
     _parse_priority = field_validator("priority", mode="before")(parse_priority)
 
 
+def _id_text(value: Any) -> Any:
+    """An id given as a number is its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class TicketChanges(_Model):
-    """Fields to change; None leaves a field as it is."""
+    """Fields to change; None leaves a field as it is. ``queue_id``, ``state_id`` and
+    ``priority_id`` give one by the system's own id instead of by name (Open Ticket AI's
+    ``{id: ...}``), for the adapters whose :attr:`~TicketSystem.takes_ids` name it."""
 
     subject: str | None = Field(default=None, min_length=1)
     queue: str | None = None
     priority: Priority | None = None
     state: str | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
+    queue_id: str | None = None
+    state_id: str | None = None
+    priority_id: str | None = None
 
     _parse_priority = field_validator("priority", mode="before")(parse_priority)
+    _id_text = field_validator("queue_id", "state_id", "priority_id", mode="before")(_id_text)
 
     @property
     def empty(self) -> bool:
@@ -142,7 +153,14 @@ class TicketChanges(_Model):
             and self.priority is None
             and self.state is None
             and not self.custom_fields
+            and not self.ids
         )
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """The fields given by id: ``{"queue": "5", ...}``."""
+        given = {"queue": self.queue_id, "state": self.state_id, "priority": self.priority_id}
+        return {name: value for name, value in given.items() if value is not None}
 
 
 class Note(_Model):
@@ -155,10 +173,21 @@ class Note(_Model):
 
 
 class TicketSearch(_Model):
-    """Search criteria; every given one must match."""
+    """Search criteria; every given one must match (``queue_id`` and ``state_id``: by the
+    system's own id, for the adapters whose :attr:`~TicketSystem.takes_ids` name them)."""
 
     queue: str | None = None
     state: str | None = None
+    queue_id: str | None = None
+    state_id: str | None = None
     updated_since: datetime | None = None
     limit: int = Field(50, ge=1, le=10_000)
     offset: int = Field(0, ge=0)
+
+    _id_text = field_validator("queue_id", "state_id", mode="before")(_id_text)
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """The criteria given by id: ``{"queue": "5", ...}``."""
+        given = {"queue": self.queue_id, "state": self.state_id}
+        return {name: value for name, value in given.items() if value is not None}

@@ -17,6 +17,7 @@ from open_ticket_ai import (
     ParamsModel,
     Pipe,
     PipeContext,
+    PipeError,
     PipeResult,
     Service,
     ServiceId,
@@ -58,6 +59,20 @@ def _ticket_system(ctx: PipeContext, service_id: str) -> TicketSystem[Any]:
     return found
 
 
+def _check_ids(
+    ctx: PipeContext, system: TicketSystem[Any], ids: dict[str, str], service_id: str
+) -> None:
+    """Refuse, with the fix, what is given by id to a system that names it only."""
+    refused = sorted(name for name in ids if name not in system.takes_ids)
+    if refused:
+        names = ", ".join(f"{name} {ids[name]!r}" for name in refused)
+        raise PipeError(
+            f"{ctx.spec.path}: {service_id!r} ({type(system).__name__}) takes "
+            f"{' and '.join(refused)} by name only, not by id ({names}): give "
+            f"{{name: ...}} instead of {{id: ...}}"
+        )
+
+
 def _label(value: Any) -> Any:
     return value.label if isinstance(value, Priority) else value
 
@@ -71,6 +86,8 @@ def _before_after(current: Ticket, changes: TicketChanges) -> dict[str, tuple[An
             pairs[name] = (_label(getattr(current, name)), _label(after))
     for name, after in changes.custom_fields.items():
         pairs[f"custom_fields.{name}"] = (current.custom_fields.get(name), after)
+    for name, given in changes.ids.items():  # by the system's id: its name is not known yet
+        pairs[name] = (_label(getattr(current, name)), f"id {given}")
     return pairs
 
 
@@ -83,25 +100,29 @@ def _ticket_id(value: Any) -> Any:
 
 
 class NamedRef(ParamsModel):
-    """A queue, state or priority as Open Ticket AI configs write it: ``{name: ...}`` (or
-    ``{id: ...}``, which names nothing here: refused with the fix)."""
+    """A queue, state or priority as Open Ticket AI configs write it: ``{name: ...}``, or
+    ``{id: ...}`` (the helpdesk's own id, for the adapters that take one). With both, the
+    name is used."""
 
     name: str | None = Field(default=None, min_length=1)
     id: int | str | None = None
 
     @model_validator(mode="after")
     def _named(self) -> NamedRef:
-        if self.name is None:
-            raise ValueError(
-                f"by id ({self.id!r}) is not supported here: give its name, {{name: ...}}"
-                if self.id is not None
-                else "give its name, {name: ...}"
-            )
+        if self.name is None and (self.id is None or str(self.id) == ""):
+            raise ValueError("give its name, {name: ...}, or the helpdesk's id, {id: ...}")
         return self
 
 
 def _name(value: str | NamedRef | None) -> str | None:
     return value.name if isinstance(value, NamedRef) else value
+
+
+def _by_id(value: object) -> str | None:
+    """The id of a ``{id: ...}`` given without a name."""
+    if isinstance(value, NamedRef) and value.name is None and value.id is not None:
+        return str(value.id)
+    return None
 
 
 class SearchCriteria(ParamsModel):
@@ -130,6 +151,8 @@ class FetchParams(ParamsModel):
         return TicketSearch(
             queue=self.queue if self.queue is not None else _name(criteria.queue),
             state=self.state if self.state is not None else _name(criteria.state),
+            queue_id=_by_id(criteria.queue) if self.queue is None else None,
+            state_id=_by_id(criteria.state) if self.state is None else None,
             updated_since=self.updated_since,
             limit=self.limit if "limit" in given or criteria.limit is None else criteria.limit,
             offset=self.offset if "offset" in given or criteria.offset is None else criteria.offset,
@@ -144,7 +167,9 @@ class FetchTicketsPipe(Pipe[FetchParams]):
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
         system = _ticket_system(ctx, p.ticket_system)
-        tickets = await system.search(p.search())
+        search = p.search()
+        _check_ids(ctx, system, search.ids, p.ticket_system)
+        tickets = await system.search(search)
         found = [ticket_data(t) for t in tickets]
         # ``fetched_tickets``: the key Open Ticket AI's templates read.
         return PipeResult.success({"value": found, "count": len(found), "fetched_tickets": found})
@@ -193,7 +218,7 @@ class UpdateParams(ParamsModel):
         """Every change asked for, in ours and in ``updated_ticket``."""
         other = self.updated_ticket or UpdatedTicket()
         priority = other.priority if isinstance(other.priority, Priority) else None
-        if isinstance(other.priority, NamedRef):
+        if isinstance(other.priority, NamedRef) and other.priority.name is not None:
             priority = parse_priority(other.priority.name)
         return TicketChanges(
             subject=self.subject if self.subject is not None else other.subject,
@@ -201,6 +226,9 @@ class UpdateParams(ParamsModel):
             priority=self.priority if self.priority is not None else priority,
             state=self.state if self.state is not None else _name(other.state),
             custom_fields=self.custom_fields,
+            queue_id=_by_id(other.queue) if self.queue is None else None,
+            state_id=_by_id(other.state) if self.state is None else None,
+            priority_id=_by_id(other.priority) if self.priority is None else None,
         )
 
 
@@ -219,8 +247,9 @@ class UpdateTicketPipe(Pipe[UpdateParams]):
     async def process(self, ctx: PipeContext) -> PipeResult:
         p = self.params
         system = _ticket_system(ctx, p.ticket_system)
-        current = await system.get(p.ticket_id)
         wanted = p.wanted()
+        _check_ids(ctx, system, wanted.ids, p.ticket_system)
+        current = await system.get(p.ticket_id)
         changes = TicketChanges(
             subject=_differing(wanted.subject, current.subject),
             queue=_differing(wanted.queue, current.queue),
@@ -229,6 +258,11 @@ class UpdateTicketPipe(Pipe[UpdateParams]):
             custom_fields={
                 k: v for k, v in wanted.custom_fields.items() if current.custom_fields.get(k) != v
             },
+            # By id, what the ticket has now is not known by id: sent (setting it is the same
+            # however often it is done).
+            queue_id=wanted.queue_id,
+            state_id=wanted.state_id,
+            priority_id=wanted.priority_id,
         )
         if changes.empty:
             return PipeResult.skip(

@@ -21,6 +21,10 @@ class TicketSystem(Service[ParamsT]):
     """
 
     kind: ClassVar[str] = "ticket system"
+    takes_ids: ClassVar[frozenset[str]] = frozenset()
+    """Which of ``queue``, ``state`` and ``priority`` this system can be given by its own id
+    (``TicketSearch.queue_id``, ``TicketChanges.state_id``, ...); the ticket pipes refuse
+    the others with the fix before calling."""
 
     @abstractmethod
     async def search(self, criteria: TicketSearch) -> list[Ticket]:

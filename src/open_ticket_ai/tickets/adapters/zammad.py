@@ -91,7 +91,10 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
     Zammad's answers ``{"error": ..., "error_human": ...}`` surface in TicketSystemError. Search
     goes through the search index (Elasticsearch), which lags a moment behind writes; it pages
     by page number, and the adapter turns offset and limit into pages and slices them.
+    Groups, states and priorities may be given by their ids too (``group_id``, ...).
     """
+
+    takes_ids = frozenset({"queue", "state", "priority"})
 
     def __init__(self, params: ZammadParams, *, id: str = "") -> None:
         super().__init__(params, id=id)
@@ -199,6 +202,10 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
             terms.append(f"group.name:{_quoted(criteria.queue)}")
         if criteria.state is not None:
             terms.append(f"state.name:{_quoted(criteria.state)}")
+        if criteria.queue_id is not None:
+            terms.append(f"group_id:{_quoted(criteria.queue_id)}")
+        if criteria.state_id is not None:
+            terms.append(f"state_id:{_quoted(criteria.state_id)}")
         if criteria.updated_since is not None:
             since = criteria.updated_since.astimezone(UTC).isoformat(timespec="milliseconds")
             terms.append(f"updated_at:[{_quoted(since.replace('+00:00', 'Z'))} TO *]")
@@ -283,6 +290,9 @@ class ZammadTicketSystem(TicketSystem[ZammadParams]):
             body["priority"] = self.priorities[changes.priority]
         if changes.state is not None:
             body["state"] = changes.state
+        for name, given in changes.ids.items():
+            key = {"queue": "group_id", "state": "state_id", "priority": "priority_id"}[name]
+            body[key] = int(given) if given.isdigit() else given
         if not body:
             return await self.get(ticket_id)
         raw = await self._request("PUT", path, ticket_id, params={"expand": "true"}, json_body=body)

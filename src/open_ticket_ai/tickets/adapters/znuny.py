@@ -102,7 +102,10 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
     An answer with an ``Error`` object (sent with HTTP 200) raises TicketSystemError with its
     ErrorCode and ErrorMessage; access-denied and not-found codes raise TicketNotFoundError.
     Znuny's search has no offset: the adapter asks for offset + limit ids and slices.
+    Queues, states and priorities may be given by their ids too (QueueID, StateID, ...).
     """
+
+    takes_ids = frozenset({"queue", "state", "priority"})
 
     def __init__(self, params: ZnunyParams, *, id: str = "") -> None:
         super().__init__(params, id=id)
@@ -271,6 +274,10 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
             data["Queues"] = [criteria.queue]
         if criteria.state is not None:
             data["States"] = [criteria.state]
+        if criteria.queue_id is not None:
+            data["QueueIDs"] = [criteria.queue_id]
+        if criteria.state_id is not None:
+            data["StateIDs"] = [criteria.state_id]
         if criteria.updated_since is not None:
             since = criteria.updated_since.astimezone(self._zone)
             data["TicketLastChangeTimeNewerDate"] = since.strftime(_TIME_FORMAT)
@@ -329,6 +336,8 @@ class ZnunyTicketSystem(TicketSystem[ZnunyParams]):
             fields["Priority"] = self.priorities[changes.priority]
         if changes.state is not None:
             fields["State"] = changes.state
+        for name, given in changes.ids.items():  # QueueID, StateID, PriorityID
+            fields[f"{name.capitalize()}ID"] = given
         data: dict[str, Any] = {"Ticket": fields} if fields else {}
         if changes.custom_fields:
             data["DynamicField"] = _dynamic_fields(changes.custom_fields)
