@@ -111,6 +111,8 @@ class Routes:
     ) -> HttpResponse:
         """Publish ``webhook.unauthorized`` for a hook's 401, ``webhook.replayed`` for its 409
         of a signature seen before."""
+        if response.status != 401 and response.status != 409:
+            return response
         body = response.body if isinstance(response.body, dict) else {}
         reason = str(body.get("error") or "refused")
         if response.status == 401:
