@@ -228,14 +228,17 @@ def webhook() -> None:
         print(f"\n   {connections} connection(s)")
         print(
             f"   {'':8} {'requests/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'accepted':>9} "
-            f"{'refused':>8} {'vs floor':>9}" + (f" {'rounds':>20}" if rounds > 1 else "")
+            f"{'refused':>8} {'vs floor':>9} {'CPU us/req':>11}"
+            + (f" {'rounds':>20}" if rounds > 1 else "")
         )
         for name, r in best.items():
             each = " ".join(f"{x['per_second']:,.0f}" for x in done[name])
+            cpu = r.get("cpu_us_per_request")
             print(
                 f"   {name:8} {r['per_second']:10,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                 f"{r['accepted']:9d} {r['refused']:8d} "
-                f"{_ratio(r['per_second'], floor['per_second']):>9}"
+                f"{_ratio(r['per_second'], floor['per_second']):>9} "
+                f"{(f'{cpu:.1f}' if cpu is not None else 'n/a'):>11}"
                 + (f" {each:>20}" if rounds > 1 else "")
             )
         ours = best["ours"]["per_second"]
