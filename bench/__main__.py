@@ -208,8 +208,9 @@ def webhook() -> None:
     quick = "--quick" in sys.argv
     seconds, rounds = (2.0, 1) if quick else (5.0, 3)
     print("\n5. Webhooks: HMAC-signed JSON to a WebhookTrigger of `otai run`, on loopback")
-    print("   floor: a bare ASGI callable on uvicorn.Server (the listener's protocol class, no")
-    print("   Starlette) that reads the body, checks the same HMAC-SHA256 and answers 202")
+    print("   floor: a bare ASGI callable on uvicorn.Server (uvicorn's own protocol, which the")
+    print("   listener's builds on, with TCP_NODELAY; no Starlette) that reads the body, checks")
+    print("   the same HMAC-SHA256 and answers 202")
     print("   same clients and request bytes; each contender in its own process")
     print(
         f"   {seconds:g} s measured after a warm-up"

@@ -132,8 +132,10 @@ async def floor_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _floor_protocol() -> type[asyncio.Protocol]:
-    """The listener's choice: uvicorn's httptools protocol where httptools is installed, else
-    its h11 one; with TCP_NODELAY on each connection, as the listener sets it."""
+    """What the listener's protocol builds on, as uvicorn ships it: its httptools protocol
+    where httptools is installed, else its h11 one; with TCP_NODELAY on each connection, as
+    the listener sets it (and nothing else of the listener's: no head deadline, and a
+    response's head and body written as uvicorn writes them, apart)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:

@@ -94,10 +94,56 @@ def _bad_request(transport: asyncio.Transport, message: str) -> None:
     transport.close()
 
 
+class _WholeResponse:
+    """What a request's cycle (uvicorn's httptools one) writes through: the head of a response
+    whose body has a known, non-zero length is held until the body's first write and goes out
+    with it, so that a small answer (every webhook's) is one send and one segment, not two.
+
+    Anything else passes straight through: the ``100 Continue``, chunked and empty responses,
+    HEAD; closing first writes a head still held (the body never came)."""
+
+    __slots__ = ("_cycle", "_head", "_head_seen", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        elif not self._head_seen and self._cycle.response_started:
+            # The first write once the response started is its head (see the cycle's send).
+            self._head_seen = True
+            cycle = self._cycle
+            if (
+                cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0
+                and cycle.scope["method"] != "HEAD"
+            ):
+                self._head = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class _Guarded:
     """Mixed into uvicorn's protocols: TCP_NODELAY, the project's JSON 400 for a request
-    that breaks HTTP, and a deadline for a whole request head: it must be complete within
-    ``head_timeout`` of its first byte, else the connection is closed."""
+    that breaks HTTP, a deadline for a whole request head (it must be complete within
+    ``head_timeout`` of its first byte, else the connection is closed), and with httptools
+    each response's head and body written at once (:class:`_WholeResponse`)."""
 
     transport: asyncio.Transport
     cycle: Any
@@ -120,6 +166,14 @@ class _Guarded:
         elif self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+
+    def on_headers_complete(self) -> None:
+        """httptools' callback (h11 has none): the new request's cycle writes through a
+        :class:`_WholeResponse`."""
+        super().on_headers_complete()  # type: ignore[misc]
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = _WholeResponse(self.transport, cycle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
