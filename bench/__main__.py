@@ -208,8 +208,9 @@ def webhook() -> None:
     quick = "--quick" in sys.argv
     seconds, rounds = (2.0, 1) if quick else (5.0, 3)
     print("\n5. Webhooks: HMAC-signed JSON to a WebhookTrigger of `otai run`, on loopback")
-    print("   floor: a bare ASGI callable on uvicorn.Server (the listener's protocol class, no")
-    print("   Starlette) that reads the body, checks the same HMAC-SHA256 and answers 202")
+    print("   floor: a bare ASGI callable on uvicorn.Server (uvicorn's own protocol, which the")
+    print("   listener's builds on, with TCP_NODELAY; no Starlette) that reads the body, checks")
+    print("   the same HMAC-SHA256 and answers 202")
     print("   same clients and request bytes; each contender in its own process")
     print(
         f"   {seconds:g} s measured after a warm-up"
@@ -228,14 +229,17 @@ def webhook() -> None:
         print(f"\n   {connections} connection(s)")
         print(
             f"   {'':8} {'requests/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'accepted':>9} "
-            f"{'refused':>8} {'vs floor':>9}" + (f" {'rounds':>20}" if rounds > 1 else "")
+            f"{'refused':>8} {'vs floor':>9} {'CPU us/req':>11}"
+            + (f" {'rounds':>20}" if rounds > 1 else "")
         )
         for name, r in best.items():
             each = " ".join(f"{x['per_second']:,.0f}" for x in done[name])
+            cpu = r.get("cpu_us_per_request")
             print(
                 f"   {name:8} {r['per_second']:10,.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                 f"{r['accepted']:9d} {r['refused']:8d} "
-                f"{_ratio(r['per_second'], floor['per_second']):>9}"
+                f"{_ratio(r['per_second'], floor['per_second']):>9} "
+                f"{(f'{cpu:.1f}' if cpu is not None else 'n/a'):>11}"
                 + (f" {each:>20}" if rounds > 1 else "")
             )
         ours = best["ours"]["per_second"]

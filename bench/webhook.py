@@ -132,8 +132,10 @@ async def floor_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _floor_protocol() -> type[asyncio.Protocol]:
-    """The listener's choice: uvicorn's httptools protocol where httptools is installed, else
-    its h11 one; with TCP_NODELAY on each connection, as the listener sets it."""
+    """What the listener's protocol builds on, as uvicorn ships it: its httptools protocol
+    where httptools is installed, else its h11 one; with TCP_NODELAY on each connection, as
+    the listener sets it (and nothing else of the listener's: no head deadline, and a
+    response's head and body written as uvicorn writes them, apart)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:
@@ -232,8 +234,18 @@ async def client(
     return statuses
 
 
+def process_cpu(pid: int) -> float | None:
+    """Seconds of CPU (user and system, every thread) process ``pid`` has used so far; None
+    where ``/proc`` cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def drive(
-    name: str, port: int, connections: int, seconds: float, requests: int
+    name: str, port: int, connections: int, seconds: float, requests: int, pid: int | None = None
 ) -> dict[str, Any]:
     # Warm-up: every connection path once, then a short burst not counted.
     warm: list[float] = []
@@ -245,12 +257,14 @@ async def drive(
     )
     latencies: list[float] = []
     budget = [requests]
+    cpu_before = process_cpu(pid) if pid is not None else None
     started = time.perf_counter()
     deadline = started + seconds
     results = await asyncio.gather(
         *(client(name, port, f"hook{i}", deadline, budget, latencies) for i in range(connections))
     )
     elapsed = time.perf_counter() - started
+    cpu_after = process_cpu(pid) if pid is not None else None
     statuses: dict[int, int] = {}
     for result in results:
         for status, count in result.items():
@@ -270,6 +284,13 @@ async def drive(
         "p99_ms": round(percentile(ms, 0.99), 3),
         "max_ms": round(max(ms), 3),
         "connections": connections,
+        # The contender's own CPU (every thread) per request answered: what it costs, apart
+        # from the clients sharing the machine with it.
+        "cpu_us_per_request": (
+            round((cpu_after - cpu_before) / len(latencies) * 1e6, 1)
+            if cpu_before is not None and cpu_after is not None
+            else None
+        ),
         "accepted": statuses.get(202, 0),
         "refused": statuses.get(409, 0),
     }
@@ -366,7 +387,7 @@ def measure(name: str, connections: int, seconds: float, requests: int, log_leve
         proc = start(name, port, Path(tmp), connections, log_level, log)
         try:
             wait_ready(name, port, proc, log)
-            work = drive(name, port, connections, seconds, requests)
+            work = drive(name, port, connections, seconds, requests, proc.pid)
             limit = seconds + 1 + 3 * REQUEST_TIMEOUT
             try:
                 result = asyncio.run(asyncio.wait_for(work, limit))

@@ -9,6 +9,7 @@ import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -187,3 +188,37 @@ def test_acting_needs_an_admin_and_the_forms_token(app: tuple[TestClient, Orches
     assert "no run &#39;quick-9&#39; in the ledger" in missing.text
     unauthenticated = TestClient(client.app, base_url="http://127.0.0.1")
     assert unauthenticated.post("/console/runners/quick/fire").status_code == 401
+
+
+def test_webhooks_skip_starlettes_stack_and_keep_their_answers(
+    app: tuple[TestClient, Orchestrator],
+) -> None:
+    client, _ = app
+    listener = client.app.__self__  # type: ignore[attr-defined]
+    assert isinstance(listener, Listener)
+    reached: list[str] = []
+    starlette = listener.app
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await starlette(scope, receive, send)
+
+    listener.app = counting  # type: ignore[assignment]
+    login(client, "viewer")  # a session cookie goes with every request from now on
+    hook = client.post("/hooks/hook", headers=bearer("s"), json={"ticket": 1})
+    assert hook.status_code == 409  # not running: refused as stopping, in the JSON form
+    assert hook.json()["refused"][0]["reason"] == "the orchestrator is stopping"
+    for method, path, status in (
+        ("POST", "/hooks/hook", 401),
+        ("GET", "/hooks/hook", 405),
+        ("POST", "/hooks/nope", 404),
+        ("POST", "/hooks/", 404),
+    ):
+        answer = client.request(method, path)
+        assert answer.status_code == status, path
+        assert set(answer.json()) == {"error"}
+        assert "set-cookie" not in answer.headers
+    assert client.get("/health").status_code == 200
+    assert [path for path in reached if path.startswith("/hooks")] == []
+    assert "/health" in reached
+    assert "/login" in reached

@@ -4,6 +4,7 @@ connection cap and the listen address."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import signal
 import socket
 import time
@@ -12,11 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
-from tests.http.test_listener import config, raw, start, stop
+from tests.http.test_listener import TOKEN, config, raw, start, stop
 from tests.support.http_server import HttpServer
 from tests.support.otai_process import OtaiProcess
 
 from open_ticket_ai.core.config.models import HttpListenerConfig
+from open_ticket_ai.http.listener import _WholeResponse
 
 
 @pytest.fixture
@@ -93,6 +95,115 @@ async def test_connections_beyond_the_cap_get_503(server: HttpServer) -> None:
         for writer in held:
             writer.close()
         await stop(instance, main)
+
+
+async def test_each_answer_leaves_in_one_write_head_and_body_together(
+    server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, main = await start(config(server))
+    port = instance.listener.port
+    sent: list[bytes] = []
+    transport_type = asyncio.selector_events._SelectorSocketTransport
+    write = transport_type.write
+
+    def recording(self: asyncio.Transport, data: bytes) -> None:
+        if self.get_extra_info("sockname")[1] == port:  # the listener's side
+            sent.append(bytes(data))
+        write(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transport_type, "write", recording)
+    fire = f"POST /runners/quick/fire HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    requests = [
+        (fire + "Content-Length: 7\r\n\r\n").encode() + b'{"a":1}',
+        b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HEAD /livez HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for request in requests:
+                writer.write(request)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = b"" if request.startswith(b"HEAD") else await reader.readexactly(length)
+                assert sent[-1] == head + body, request
+            # Expect: 100-continue: the interim answer goes out at once, then the whole answer.
+            writer.write((fire + "Content-Length: 7\r\nExpect: 100-continue\r\n\r\n").encode())
+            assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == (
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+            )
+            writer.write(b'{"a":1}')
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 202 ")
+            assert sent[-1].startswith(head)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert len(sent) == len(requests) + 2
+    finally:
+        await stop(instance, main)
+
+
+class _Cycle:
+    def __init__(self, method: str = "POST") -> None:
+        self.scope = {"method": method}
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding: bool | None = None
+        self.expected_content_length = 0
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def _started(cycle: _Cycle, *, length: int | None) -> None:
+    """What uvicorn's cycle has set by the time it writes a response's head."""
+    cycle.response_started = True
+    cycle.chunked_encoding = length is None
+    cycle.expected_content_length = length or 0
+
+
+def test_a_head_is_held_only_for_a_body_of_known_length_and_never_lost() -> None:
+    # Known length: the head waits for the body's first write; later chunks pass through.
+    transport, cycle = _Transport(), _Cycle()
+    whole = _WholeResponse(transport, cycle)  # type: ignore[arg-type]
+    whole.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the response starts
+    _started(cycle, length=6)
+    whole.write(b"HEAD\r\n\r\n")
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    cycle.expected_content_length = 3  # the cycle counts the chunk off before writing it
+    whole.write(b"abc")
+    whole.write(b"def")
+    assert transport.writes[1:] == [b"HEAD\r\n\r\nabc", b"def"]
+    # Chunked, empty and HEAD answers: the head goes out at once.
+    for method, length in (("POST", None), ("POST", 0), ("HEAD", 6)):
+        transport, cycle = _Transport(), _Cycle(method)
+        whole = _WholeResponse(transport, cycle)  # type: ignore[arg-type]
+        _started(cycle, length=length)
+        whole.write(b"HEAD\r\n\r\n")
+        assert transport.writes == [b"HEAD\r\n\r\n"], (method, length)
+    # A body that never comes: closing sends the head held, then closes.
+    transport, cycle = _Transport(), _Cycle()
+    whole = _WholeResponse(transport, cycle)  # type: ignore[arg-type]
+    _started(cycle, length=6)
+    whole.write(b"HEAD\r\n\r\n")
+    assert not whole.is_closing()
+    whole.close()
+    assert transport.writes == [b"HEAD\r\n\r\n"]
+    assert whole.is_closing()
 
 
 def test_an_empty_host_is_a_config_error_not_every_interface() -> None:

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Listener", "start_listener"]
 
+HOOKS_PREFIX = "/hooks/"
+"""Where webhooks are reached: served by :class:`Routes` without Starlette's routing."""
 MAX_HEAD_BYTES = 16_384
 """The largest request head (request line and headers) accepted."""
 HEAD_TIMEOUT = 10.0
@@ -92,10 +94,56 @@ def _bad_request(transport: asyncio.Transport, message: str) -> None:
     transport.close()
 
 
+class _WholeResponse:
+    """What a request's cycle (uvicorn's httptools one) writes through: the head of a response
+    whose body has a known, non-zero length is held until the body's first write and goes out
+    with it, so that a small answer (every webhook's) is one send and one segment, not two.
+
+    Anything else passes straight through: the ``100 Continue``, chunked and empty responses,
+    HEAD; closing first writes a head still held (the body never came)."""
+
+    __slots__ = ("_cycle", "_head", "_head_seen", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        elif not self._head_seen and self._cycle.response_started:
+            # The first write once the response started is its head (see the cycle's send).
+            self._head_seen = True
+            cycle = self._cycle
+            if (
+                cycle.chunked_encoding is False
+                and cycle.expected_content_length > 0
+                and cycle.scope["method"] != "HEAD"
+            ):
+                self._head = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class _Guarded:
     """Mixed into uvicorn's protocols: TCP_NODELAY, the project's JSON 400 for a request
-    that breaks HTTP, and a deadline for a whole request head: it must be complete within
-    ``head_timeout`` of its first byte, else the connection is closed."""
+    that breaks HTTP, a deadline for a whole request head (it must be complete within
+    ``head_timeout`` of its first byte, else the connection is closed), and with httptools
+    each response's head and body written at once (:class:`_WholeResponse`)."""
 
     transport: asyncio.Transport
     cycle: Any
@@ -107,13 +155,25 @@ class _Guarded:
         super().connection_made(transport)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
-        if self._head_deadline is None and self._in_head():
-            loop = asyncio.get_running_loop()
-            self._head_deadline = loop.call_later(self.head_timeout, self._head_expired)
         super().data_received(data)  # type: ignore[misc]
-        if self._head_deadline is not None and not self._in_head():
+        # Armed only for a head still incomplete once these bytes are parsed (the deadline
+        # counts from them): a head that arrives whole, as nearly every one does, costs no
+        # timer.
+        if self._in_head():
+            if self._head_deadline is None and not self.transport.is_closing():
+                loop = asyncio.get_running_loop()
+                self._head_deadline = loop.call_later(self.head_timeout, self._head_expired)
+        elif self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+
+    def on_headers_complete(self) -> None:
+        """httptools' callback (h11 has none): the new request's cycle writes through a
+        :class:`_WholeResponse`."""
+        super().on_headers_complete()  # type: ignore[misc]
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = _WholeResponse(self.transport, cycle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
@@ -254,12 +314,19 @@ class Listener:
     # -- routes ---------------------------------------------------------------------------
 
     async def _strict(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse what h11 lets through but a server must not guess at, then serve."""
+        """Refuse what h11 lets through but a server must not guess at, then serve.
+
+        Webhooks (``/hooks/...``) go straight to the routes of :class:`Routes`: no Starlette
+        route matches them (they would reach the router's default, :meth:`_legacy`, after
+        every route was tried), and the console's session middleware is not for them."""
         if scope["type"] == "http":
             problem = _broken(scope)
             if problem is not None:
                 reply = error_response(400, f"malformed HTTP request: {problem}")
                 await _send(send, reply, close=True)
+                return
+            if scope["path"].startswith(HOOKS_PREFIX):
+                await self._legacy(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -354,25 +421,37 @@ def _broken(scope: Scope) -> str | None:
     """Why a request head h11 accepted is refused anyway, or None."""
     if scope.get("http_version") not in ("1.0", "1.1"):
         return f"HTTP/{scope.get('http_version')} is not supported"
-    headers = scope["headers"]
-    names = [name for name, _ in headers]
-    if b"content-length" in names and b"transfer-encoding" in names:
+    size = 0
+    framing = 0
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4
+        if name == b"content-length":
+            framing |= 1
+        elif name == b"transfer-encoding":
+            framing |= 2
+    if framing == 3:
         return "both Content-Length and Transfer-Encoding"
-    if sum(len(name) + len(value) + 4 for name, value in headers) > MAX_HEAD_BYTES:
+    if size > MAX_HEAD_BYTES:
         return f"the request head is larger than {MAX_HEAD_BYTES} bytes"
     return None
 
 
+_SERVER = (b"server", b"open-ticket-ai")
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+
+
 async def _send(send: Send, reply: HttpResponse, *, close: bool) -> None:
     body = reply.encode()
-    headers = [(b"content-length", str(len(body)).encode()), (b"server", b"open-ticket-ai")]
+    headers = [(b"content-length", b"%d" % len(body)), _SERVER]
     if body:
-        headers.append((b"content-type", b"application/json"))
-    headers.extend(
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
-    )
+        headers.append(_JSON)
+    if reply.headers:
+        headers.extend(
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
+        )
     if close:
-        headers.append((b"connection", b"close"))
+        headers.append(_CLOSE)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -26,6 +26,11 @@ __all__ = [
 ]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+"""``json.dumps(..., separators=(",", ":"), default=str)``, made once (``dumps`` with options
+makes an encoder per call)."""
+
+
 @dataclass(frozen=True)
 class HttpResponse:
     """A response: a status, a JSON body, and extra headers (lower-case names)."""
@@ -38,7 +43,7 @@ class HttpResponse:
         """The body as JSON bytes (empty for a None body)."""
         if self.body is None:
             return b""
-        return json.dumps(self.body, separators=(",", ":"), default=str).encode()
+        return _ENCODER.encode(self.body).encode()
 
 
 @dataclass(frozen=True)

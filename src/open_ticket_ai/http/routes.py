@@ -58,12 +58,17 @@ class Routes:
     def __init__(self, config: HttpListenerConfig, control: Control) -> None:
         self.config = config
         self.control = control
-        self._hooks: dict[str, tuple[HttpTrigger, CallbackHost]] = {}
+        self._hooks: dict[str, tuple[HttpTrigger, ReadBody]] = {}
+        """Each webhook trigger met so far, and how its bodies are read and answered."""
         self.token = resolve_token(config.token, control.env)
 
     def route(self, request: HttpRequest) -> HttpResponse | ReadBody:
         """The answer from the request's head, or how to read its body and answer then."""
         parts = request.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "hooks":
+            if request.method != "POST":
+                return error_response(405, "use POST", allow="POST")
+            return self._hook(parts[1], request)
         if parts == ["health"]:
             if request.method != "GET":
                 return error_response(405, "use GET", allow="GET")
@@ -72,10 +77,6 @@ class Routes:
             if request.method != "GET":
                 return error_response(405, "use GET", allow="GET")
             return json_response(200, self.status())
-        if len(parts) == 2 and parts[0] == "hooks":
-            if request.method != "POST":
-                return error_response(405, "use POST", allow="POST")
-            return self._hook(parts[1], request)
         if len(parts) == 3 and parts[0] == "runners" and parts[2] == "fire":
             if request.method != "POST":
                 return error_response(405, "use POST", allow="POST")
@@ -90,16 +91,18 @@ class Routes:
             if not isinstance(candidate, HttpTrigger):
                 return error_response(404, f"no webhook trigger {trigger_id!r}")
             fire = partial(self.control.fire, trigger_id)
-            found = candidate, CallbackHost(fire, self.control.subscribe_run_finished)
-            self._hooks[trigger_id] = found
-        trigger, host = found
+            host = CallbackHost(fire, self.control.subscribe_run_finished)
+            limit = min(
+                self.config.max_body_bytes,
+                candidate.max_body_bytes or self.config.max_body_bytes,
+            )
+            read = ReadBody(limit, partial(self._handle_hook, trigger_id, candidate, host))
+            found = self._hooks[trigger_id] = candidate, read
+        trigger, read = found
         refused = trigger.check_headers(request)
         if refused is not None:
             return self._checked(trigger_id, request, refused)
-        limit = min(
-            self.config.max_body_bytes, trigger.max_body_bytes or self.config.max_body_bytes
-        )
-        return ReadBody(limit, partial(self._handle_hook, trigger_id, trigger, host))
+        return read
 
     def _handle_hook(
         self, trigger_id: str, trigger: HttpTrigger, host: CallbackHost, request: HttpRequest
@@ -111,6 +114,8 @@ class Routes:
     ) -> HttpResponse:
         """Publish ``webhook.unauthorized`` for a hook's 401, ``webhook.replayed`` for its 409
         of a signature seen before."""
+        if response.status != 401 and response.status != 409:
+            return response
         body = response.body if isinstance(response.body, dict) else {}
         reason = str(body.get("error") or "refused")
         if response.status == 401:
