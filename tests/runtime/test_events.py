@@ -367,3 +367,24 @@ def test_the_loop_error_reporter_reports_each_problem_once_a_minute_with_the_cou
         ("Task exception was never retrieved", 0),
     ]
     assert "59 more since the last report" in seen[1].message()
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        1_700_000_000.0,
+        1_700_000_000.0004999,
+        1_700_000_000.9999996,  # rounds up to the next second, as datetime does
+        1_700_000_059.999,
+        *[1.7e9 + i * 7.123456789 for i in range(200)],
+    ],
+)
+def test_log_timestamps_read_as_datetime_writes_them(created: float) -> None:
+    from datetime import UTC, datetime
+
+    from open_ticket_ai.cli.log_format import _timestamp
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, "m", None, None)
+    record.created = created
+    wanted = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert _timestamp(record) == wanted.replace("+00:00", "Z")
