@@ -67,10 +67,91 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request_tracker(directory: Path, tickets: int) -> float | str:
-    """Tickets/s on RT, or why it could not run (RT needs root and Debian's mirrors)."""
+RT_ROUNDS = 4
+"""Rounds on RT, ours and the floor alternated (after a warm-up of each over 5 tickets),
+each over freshly opened tickets."""
+RT_CONCURRENCY = "1 (for_each has no concurrency setting yet: its items run one at a time)"
+"""The for_each concurrency the route runner of examples/ticket-routing.yml runs with here."""
+_RT_QUEUES = ("IT Support", "Billing", "Sales", "HR")
+
+
+async def _seed(client: Any, tickets: int, seed: int) -> list[str]:
+    """Open ``tickets`` sample tickets in Incoming, one ``POST /ticket`` each; their ids."""
     from open_ticket_ai.demo.sample_tickets import sample_tickets
-    from open_ticket_ai.tickets.adapters.rt import RequestTrackerParams, RequestTrackerTicketSystem
+
+    ids = []
+    for sample in sample_tickets(tickets, seed=seed):
+        answer = await client.post(
+            "/ticket",
+            json={"Queue": "Incoming", "Subject": sample.subject, "Content": sample.body,
+                  "ContentType": "text/plain"},
+        )  # fmt: skip
+        answer.raise_for_status()
+        ids.append(str(answer.json()["id"]))
+    return ids
+
+
+async def _floor(client: Any, ids: list[str]) -> dict[str, float]:
+    """RT's floor for routing these tickets (all of Incoming): the calls a routed ticket
+    cannot do without, made directly, each timed: one search for the page (``fields=Subject``,
+    what a classifier needs at the least), then per ticket one comment (the note) and one
+    ``PUT`` (queue, priority and status, as the route runner changes them)."""
+
+    async def timed(method: str, path: str, **kwargs: Any) -> tuple[float, Any]:
+        started = time.perf_counter()
+        answer = await client.request(method, path, **kwargs)
+        elapsed = time.perf_counter() - started
+        if answer.status_code >= 300:
+            raise RuntimeError(f"floor: {method} {path} answered {answer.status_code}")
+        return elapsed, answer.json()
+
+    query = {"query": "Queue = 'Incoming'", "fields": "Subject", "per_page": len(ids)}
+    search, page = await timed("GET", "/tickets", params=query)
+    if sorted(str(item["id"]) for item in page["items"]) != sorted(ids):
+        raise RuntimeError("floor: the search did not return the tickets just opened")
+    notes, updates = [], []
+    for index, ticket in enumerate(ids):
+        note = {"Subject": "open-ticket-ai", "ContentType": "text/plain",
+                "Content": "open-ticket-ai: queue Billing (93% sure), priority normal.\n\n"
+                           "[otai:routing]"}  # fmt: skip
+        notes.append((await timed("POST", f"/ticket/{ticket}/comment", json=note))[0])
+        change = {"Queue": _RT_QUEUES[index % len(_RT_QUEUES)], "Priority": 50, "Status": "open"}
+        updates.append((await timed("PUT", f"/ticket/{ticket}", json=change))[0])
+    per_ticket = search / len(ids) + sum(notes) / len(ids) + sum(updates) / len(ids)
+    return {
+        "per_s": 1 / per_ticket,
+        "search_ms": search * 1000,
+        "note_ms": sum(notes) / len(ids) * 1000,
+        "update_ms": sum(updates) / len(ids) * 1000,
+        "calls_per_ticket": 1 / len(ids) + 2,
+    }
+
+
+async def _ours(directory: Path, helpdesk: dict[str, Any], tickets: int) -> dict[str, float]:
+    """The route runner over the ``tickets`` waiting in Incoming, with the REST calls its
+    adapter made (each attempt, as TicketSystem.answered is told of them)."""
+    from open_ticket_ai.tickets.adapters.rt import RequestTrackerTicketSystem
+
+    made = 0
+    told = RequestTrackerTicketSystem.answered
+
+    def count(self: Any, method: str, status: int, duration: float) -> None:
+        nonlocal made
+        made += 1
+        told(self, method, status, duration)
+
+    RequestTrackerTicketSystem.answered = count  # type: ignore[method-assign]
+    try:
+        elapsed = await _route(_routing(directory, helpdesk))
+    finally:
+        RequestTrackerTicketSystem.answered = told  # type: ignore[method-assign]
+    return {"per_s": tickets / elapsed, "calls_per_ticket": made / tickets}
+
+
+def request_tracker(directory: Path, tickets: int) -> dict[str, Any] | str:
+    """Tickets/s on RT, ours and RT's floor in the same run (``RT_ROUNDS`` rounds
+    alternated), or why it could not run (RT needs root and Debian's mirrors)."""
+    import httpx
 
     state = directory / "rt"
     env = {**os.environ, "RT_STATE_DIR": str(state), "RT_PORT": str(_free_port()),
@@ -82,25 +163,53 @@ def request_tracker(directory: Path, tickets: int) -> float | str:
     try:
         url = f"http://127.0.0.1:{env['RT_PORT']}"
         token = (state / "token").read_text().strip()
+        helpdesk = {"id": "helpdesk", "use": "RequestTrackerTicketSystem",
+                    "params": {"url": url, "token": token}}  # fmt: skip
 
-        async def seed_and_route() -> float:
-            system = RequestTrackerTicketSystem(RequestTrackerParams(url=url, token=token))
-            await system.open()
-            try:
-                for sample in sample_tickets(tickets, seed=5):
-                    new = sample.as_new_ticket().model_copy(
-                        update={"queue": "Incoming", "priority": None}
-                    )
-                    await system.create(new)
-            finally:
-                await system.close()
-            helpdesk = {"id": "helpdesk", "use": "RequestTrackerTicketSystem",
-                        "params": {"url": url, "token": token}}  # fmt: skip
-            return await _route(_routing(directory, helpdesk))
+        async def rounds() -> dict[str, list[dict[str, float]]]:
+            done: dict[str, list[dict[str, float]]] = {"ours": [], "floor": []}
+            async with httpx.AsyncClient(
+                base_url=f"{url}/REST/2.0", headers={"Authorization": f"token {token}"},
+                timeout=60, trust_env=False,
+            ) as client:  # fmt: skip
 
-        return tickets / asyncio.run(seed_and_route())
+                async def ours(size: int, seed: int) -> dict[str, float]:
+                    await _seed(client, size, seed)
+                    return await _ours(directory, helpdesk, size)
+
+                async def floor(size: int, seed: int) -> dict[str, float]:
+                    return await _floor(client, await _seed(client, size, seed))
+
+                await ours(5, 1)  # warm-up, not counted: RT's workers compile what they run
+                await floor(5, 2)
+                for round_ in range(RT_ROUNDS):
+                    # Alternated, and each contender first in every other round: a drift of
+                    # the server (its db grows) or of the machine's load falls on both.
+                    order = ("ours", "floor") if round_ % 2 == 0 else ("floor", "ours")
+                    for name in order:
+                        run = ours if name == "ours" else floor
+                        done[name].append(await run(tickets, 10 + 2 * round_ + (name == "floor")))
+            return done
+
+        done = asyncio.run(rounds())
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, check=False)
+    ours = max(done["ours"], key=lambda r: r["per_s"])
+    floor = max(done["floor"], key=lambda r: r["per_s"])
+    return {
+        "tickets": tickets,
+        "concurrency": RT_CONCURRENCY,
+        "ours_per_s": ours["per_s"],
+        "ours_calls_per_ticket": ours["calls_per_ticket"],
+        "ours_rounds": [r["per_s"] for r in done["ours"]],
+        "floor_per_s": floor["per_s"],
+        "floor_calls_per_ticket": floor["calls_per_ticket"],
+        "floor_rounds": [r["per_s"] for r in done["floor"]],
+        "floor_ms": {k: floor[k] for k in ("search_ms", "note_ms", "update_ms")},
+        "round_ratios": [
+            o["per_s"] / f["per_s"] for o, f in zip(done["ours"], done["floor"], strict=True)
+        ],
+    }
 
 
 def _latency(classifier: Any, texts: list[str]) -> float:
@@ -141,7 +250,7 @@ def main() -> None:
             "tickets": incoming,
             "embedded_per_s": embedded(directory, incoming),
         }
-        result["rt_per_s"] = request_tracker(directory, 50)
+        result["rt"] = request_tracker(directory, 50)
         result.update(classification_latency(directory))
     print(json.dumps(result))
 
