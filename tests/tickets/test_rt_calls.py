@@ -21,6 +21,7 @@ from tests.tickets.rt_server import (  # noqa: F401 (rt_server is a fixture)
 )
 
 from open_ticket_ai.errors import AnswerLostError, TicketNotFoundError, TicketSystemError
+from open_ticket_ai.tickets.adapters import rt as rt_adapter
 from open_ticket_ai.tickets.adapters.rt import RequestTrackerParams, RequestTrackerTicketSystem
 from open_ticket_ai.tickets.models import NewTicket, Note, Priority, TicketChanges, TicketSearch
 
@@ -124,6 +125,29 @@ async def test_get_of_a_ticket_not_seen_before_reads_its_body(
     assert calls(proxy) == SEARCH
     assert await rt.get(ticket.id) == ticket
     assert calls(proxy) == ["GET /tickets"]
+
+
+@pytest.mark.parametrize("bound", ["_BODIES_KEPT", "_BODY_CHARS_KEPT"])
+async def test_remembered_bodies_are_bounded_the_least_recently_used_forgotten(
+    rt: RequestTrackerTicketSystem,
+    direct: RequestTrackerTicketSystem,
+    proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    bound: str,
+) -> None:
+    # Two bodies, by number or by characters ("body of bounded N": 17 each).
+    monkeypatch.setattr(rt_adapter, bound, 2 if bound == "_BODIES_KEPT" else 40)
+    first, second, third = [await _new(direct, f"bounded {i}") for i in range(3)]
+    for ticket in (first, second, third):
+        await rt.get(ticket)
+    calls(proxy)
+    await rt.get(third)
+    await rt.get(second)
+    assert calls(proxy) == ["GET /tickets", "GET /tickets"]
+    await rt.get(first)  # forgotten: read again, and now the third is the oldest
+    assert calls(proxy) == SEARCH
+    await rt.get(third)
+    assert calls(proxy) == SEARCH
 
 
 async def test_a_missing_ticket_costs_one_call(

@@ -47,7 +47,9 @@ _FIELDS = "Subject,Queue,Status,Priority,Created,LastUpdated,Requestor,CustomFie
 _PAGE = 100  # REST2 never sends more items per page
 _UNSET = "1970-01-01T00:00:00Z"  # how REST2 spells a date that is not set
 _BODIES_KEPT = 5_000
-"""Ticket bodies remembered, the least recently used forgotten first."""
+_BODY_CHARS_KEPT = 20_000_000
+"""Ticket bodies remembered: at most this many, of at most this many characters in all,
+the least recently used forgotten first."""
 _SNAPSHOTS_KEPT = 1_000
 _SNAPSHOT_AGE = 10.0
 """Seconds for which the notes read from a ticket stand for the notes it has before a note
@@ -143,6 +145,7 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
         self._client: HelpdeskClient | None = None
         self._bodies_known: OrderedDict[str, str] = OrderedDict()
         """Ticket id -> its body (its Create transaction's text, which RT never changes)."""
+        self._body_chars = 0
         self._notes_seen: OrderedDict[str, tuple[float, set[str | None]]] = OrderedDict()
         """Ticket id -> when its notes were last read, and their ids (see add_note)."""
 
@@ -248,14 +251,16 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
             history = await self._history(missing, ["Create"])
             texts = await self._texts_of([int(t["id"]) for t in history])
             for t in history:
-                known[str(t["ObjectId"])] = texts.get(str(t["id"]), ("", ""))[1]
+                ticket, body = str(t["ObjectId"]), texts.get(str(t["id"]), ("", ""))[1]
+                self._body_chars += len(body) - len(known.get(ticket, ""))
+                known[ticket] = body
         bodies = {}
         for ticket in map(str, tickets):
             if ticket in known:
                 known.move_to_end(ticket)
                 bodies[ticket] = known[ticket]
-        while len(known) > _BODIES_KEPT:
-            known.popitem(last=False)
+        while known and (len(known) > _BODIES_KEPT or self._body_chars > _BODY_CHARS_KEPT):
+            self._body_chars -= len(known.popitem(last=False)[1])
         return bodies
 
     def _ticket(self, item: dict[str, Any], body: str) -> Ticket:
