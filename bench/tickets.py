@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,11 @@ def _demo(directory: Path, incoming: int) -> None:
     )  # fmt: skip
 
 
-def _routing(directory: Path, helpdesk: dict[str, Any] | None = None) -> str:
+def _routing(
+    directory: Path, helpdesk: dict[str, Any] | None = None, concurrency: int | None = None
+) -> str:
+    """examples/ticket-routing.yml with the demo's paths, optionally another helpdesk and
+    another ``concurrency`` for its ``for_each`` over the fetched tickets."""
     import yaml
 
     from open_ticket_ai.core.config.yaml_source import load_yaml
@@ -41,6 +46,11 @@ def _routing(directory: Path, helpdesk: dict[str, Any] | None = None) -> str:
     if helpdesk is not None:
         services = document["open_ticket_ai"]["services"]
         services[:] = [helpdesk if s["id"] == "helpdesk" else s for s in services]
+    if concurrency is not None:
+        [route] = [r for r in document["open_ticket_ai"]["orchestrator"]["runners"]
+                   if r["id"] == "route"]  # fmt: skip
+        [each] = [s for s in route["run"]["steps"] if s["id"] == "each_ticket"]
+        each["concurrency"] = concurrency
     return str(yaml.safe_dump(document, sort_keys=False))
 
 
@@ -67,10 +77,96 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request_tracker(directory: Path, tickets: int) -> float | str:
-    """Tickets/s on RT, or why it could not run (RT needs root and Debian's mirrors)."""
+RT_ROUNDS = 5
+"""Rounds on RT, ours and the floor back to back (after a warm-up of each over 5 tickets),
+each over freshly opened tickets; the ratio is the median of the rounds' ratios."""
+RT_CONCURRENCY = 4
+"""The ``for_each`` concurrency of the route runner on RT (the example's is 8, for the
+embedded helpdesk): measured here at 1, 2, 4 and 8, RT (two workers, its SQLite db taking
+one write at a time) routed most at 2-4 tickets at a time and less again at 8; the RT example
+in docs/ticket-automation.md routes 4 at a time too. Ours is also measured at 1."""
+_RT_QUEUES = ("IT Support", "Billing", "Sales", "HR")
+
+
+async def _seed(client: Any, tickets: int, seed: int) -> list[str]:
+    """Open ``tickets`` sample tickets in Incoming, one ``POST /ticket`` each; their ids."""
     from open_ticket_ai.demo.sample_tickets import sample_tickets
-    from open_ticket_ai.tickets.adapters.rt import RequestTrackerParams, RequestTrackerTicketSystem
+
+    ids = []
+    for sample in sample_tickets(tickets, seed=seed):
+        answer = await client.post(
+            "/ticket",
+            json={"Queue": "Incoming", "Subject": sample.subject, "Content": sample.body,
+                  "ContentType": "text/plain"},
+        )  # fmt: skip
+        answer.raise_for_status()
+        ids.append(str(answer.json()["id"]))
+    return ids
+
+
+async def _floor(client: Any, ids: list[str]) -> dict[str, float]:
+    """RT's floor for routing these tickets (all of Incoming): the calls a routed ticket
+    cannot do without, made directly, each timed: one search for the page (``fields=Subject``,
+    what a classifier needs at the least), then per ticket one comment (the note) and one
+    ``PUT`` (queue, priority and status, as the route runner changes them)."""
+
+    async def timed(method: str, path: str, **kwargs: Any) -> tuple[float, Any]:
+        started = time.perf_counter()
+        answer = await client.request(method, path, **kwargs)
+        elapsed = time.perf_counter() - started
+        if answer.status_code >= 300:
+            raise RuntimeError(f"floor: {method} {path} answered {answer.status_code}")
+        return elapsed, answer.json()
+
+    query = {"query": "Queue = 'Incoming'", "fields": "Subject", "per_page": len(ids)}
+    search, page = await timed("GET", "/tickets", params=query)
+    if sorted(str(item["id"]) for item in page["items"]) != sorted(ids):
+        raise RuntimeError("floor: the search did not return the tickets just opened")
+    notes, updates = [], []
+    for index, ticket in enumerate(ids):
+        note = {"Subject": "open-ticket-ai", "ContentType": "text/plain",
+                "Content": "open-ticket-ai: queue Billing (93% sure), priority normal.\n\n"
+                           "[otai:routing]"}  # fmt: skip
+        notes.append((await timed("POST", f"/ticket/{ticket}/comment", json=note))[0])
+        change = {"Queue": _RT_QUEUES[index % len(_RT_QUEUES)], "Priority": 50, "Status": "open"}
+        updates.append((await timed("PUT", f"/ticket/{ticket}", json=change))[0])
+    per_ticket = search / len(ids) + sum(notes) / len(ids) + sum(updates) / len(ids)
+    return {
+        "per_s": 1 / per_ticket,
+        "search_ms": search * 1000,
+        "note_ms": sum(notes) / len(ids) * 1000,
+        "update_ms": sum(updates) / len(ids) * 1000,
+        "calls_per_ticket": 1 / len(ids) + 2,
+    }
+
+
+async def _ours(
+    directory: Path, helpdesk: dict[str, Any], tickets: int, concurrency: int = 1
+) -> dict[str, float]:
+    """The route runner over the ``tickets`` waiting in Incoming, with the REST calls its
+    adapter made (each attempt, as TicketSystem.answered is told of them)."""
+    from open_ticket_ai.tickets.adapters.rt import RequestTrackerTicketSystem
+
+    made = 0
+    told = RequestTrackerTicketSystem.answered
+
+    def count(self: Any, method: str, status: int, duration: float) -> None:
+        nonlocal made
+        made += 1
+        told(self, method, status, duration)
+
+    RequestTrackerTicketSystem.answered = count  # type: ignore[method-assign]
+    try:
+        elapsed = await _route(_routing(directory, helpdesk, concurrency))
+    finally:
+        RequestTrackerTicketSystem.answered = told  # type: ignore[method-assign]
+    return {"per_s": tickets / elapsed, "calls_per_ticket": made / tickets}
+
+
+def request_tracker(directory: Path, tickets: int) -> dict[str, Any] | str:
+    """Tickets/s on RT, ours and RT's floor in the same run (``RT_ROUNDS`` rounds
+    alternated), or why it could not run (RT needs root and Debian's mirrors)."""
+    import httpx
 
     state = directory / "rt"
     env = {**os.environ, "RT_STATE_DIR": str(state), "RT_PORT": str(_free_port()),
@@ -82,25 +178,62 @@ def request_tracker(directory: Path, tickets: int) -> float | str:
     try:
         url = f"http://127.0.0.1:{env['RT_PORT']}"
         token = (state / "token").read_text().strip()
+        helpdesk = {"id": "helpdesk", "use": "RequestTrackerTicketSystem",
+                    "params": {"url": url, "token": token}}  # fmt: skip
 
-        async def seed_and_route() -> float:
-            system = RequestTrackerTicketSystem(RequestTrackerParams(url=url, token=token))
-            await system.open()
-            try:
-                for sample in sample_tickets(tickets, seed=5):
-                    new = sample.as_new_ticket().model_copy(
-                        update={"queue": "Incoming", "priority": None}
-                    )
-                    await system.create(new)
-            finally:
-                await system.close()
-            helpdesk = {"id": "helpdesk", "use": "RequestTrackerTicketSystem",
-                        "params": {"url": url, "token": token}}  # fmt: skip
-            return await _route(_routing(directory, helpdesk))
+        async def rounds() -> dict[str, list[dict[str, float]]]:
+            done: dict[str, list[dict[str, float]]] = {"ours": [], "ours_1": [], "floor": []}
+            async with httpx.AsyncClient(
+                base_url=f"{url}/REST/2.0", headers={"Authorization": f"token {token}"},
+                timeout=60, trust_env=False,
+            ) as client:  # fmt: skip
 
-        return tickets / asyncio.run(seed_and_route())
+                async def ours(size: int, seed: int, concurrency: int) -> dict[str, float]:
+                    await _seed(client, size, seed)
+                    return await _ours(directory, helpdesk, size, concurrency)
+
+                async def floor(size: int, seed: int) -> dict[str, float]:
+                    return await _floor(client, await _seed(client, size, seed))
+
+                runs = {
+                    "ours": lambda seed: ours(tickets, seed, RT_CONCURRENCY),
+                    "ours_1": lambda seed: ours(tickets, seed, 1),
+                    "floor": lambda seed: floor(tickets, seed),
+                }
+                await ours(5, 1, RT_CONCURRENCY)  # warm-up, not counted: RT's workers
+                await floor(5, 2)  # compile what they run
+                names = list(runs)
+                for round_ in range(RT_ROUNDS):
+                    # Back to back, each contender first in turn: a drift of the server (its
+                    # db grows) or of the machine's load falls on all of them.
+                    order = names[round_ % 3 :] + names[: round_ % 3]
+                    for index, name in enumerate(order):
+                        done[name].append(await runs[name](10 + 3 * round_ + index))
+            return done
+
+        done = asyncio.run(rounds())
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, check=False)
+    ours = max(done["ours"], key=lambda r: r["per_s"])
+    floor = max(done["floor"], key=lambda r: r["per_s"])
+    ratios = [o["per_s"] / f["per_s"] for o, f in zip(done["ours"], done["floor"], strict=True)]
+    ones = [o["per_s"] / f["per_s"] for o, f in zip(done["ours_1"], done["floor"], strict=True)]
+    return {
+        "tickets": tickets,
+        "concurrency": RT_CONCURRENCY,
+        "ours_per_s": ours["per_s"],
+        "ours_calls_per_ticket": ours["calls_per_ticket"],
+        "ours_rounds": [r["per_s"] for r in done["ours"]],
+        "ours_1_per_s": max(r["per_s"] for r in done["ours_1"]),
+        "ours_1_rounds": [r["per_s"] for r in done["ours_1"]],
+        "ratio_1": statistics.median(ones),
+        "floor_per_s": floor["per_s"],
+        "floor_calls_per_ticket": floor["calls_per_ticket"],
+        "floor_rounds": [r["per_s"] for r in done["floor"]],
+        "floor_ms": {k: floor[k] for k in ("search_ms", "note_ms", "update_ms")},
+        "round_ratios": ratios,
+        "ratio": statistics.median(ratios),
+    }
 
 
 def _latency(classifier: Any, texts: list[str]) -> float:
@@ -141,7 +274,7 @@ def main() -> None:
             "tickets": incoming,
             "embedded_per_s": embedded(directory, incoming),
         }
-        result["rt_per_s"] = request_tracker(directory, 50)
+        result["rt"] = request_tracker(directory, 50)
         result.update(classification_latency(directory))
     print(json.dumps(result))
 

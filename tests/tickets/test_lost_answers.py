@@ -96,25 +96,33 @@ async def opened(system: TicketSystem[Any]) -> AsyncIterator[TicketSystem[Any]]:
 
 
 @pytest.mark.parametrize("mode", FAULT_MODES)
+@pytest.mark.parametrize("order", ["alone", "after_notes"])
 @pytest.mark.parametrize("adapter", ["zammad", "znuny", "rt"])
 async def test_a_note_whose_answer_was_lost_is_added_once(
-    request: pytest.FixtureRequest, adapter: str, mode: str
+    request: pytest.FixtureRequest, adapter: str, order: str, mode: str
 ) -> None:
+    """``after_notes``: AddNotePipe's order, the ticket's notes read (for the marker) just
+    before the note is added (RT's adapter then takes them for the notes before)."""
     url, make, method, path = request.getfixturevalue(adapter)
     async with opened(make(url)) as direct:
         # Opened once even when a loaded helpdesk answers slower than the short timeout here.
-        new = NewTicket(subject=f"lost answer {mode}", queue="Incoming")
-        ticket = await create_once(direct, new, f"note-test-{adapter}-{mode}")
+        new = NewTicket(subject=f"lost answer {mode} {order}", queue="Incoming")
+        ticket = await create_once(direct, new, f"note-test-{adapter}-{mode}-{order}")
         with FaultProxy(url, hold=TIMEOUT * 2) as proxy:
             proxy.inject(mode, method=method, path=path)  # type: ignore[arg-type]
             async with opened(make(proxy.url)) as behind:
                 note = Note(subject="open-ticket-ai", body=f"routed [otai:{mode}]")
+                if order == "after_notes":
+                    assert not [n for n in await behind.notes(ticket.id) if n.body == note.body]
                 added = await behind.add_note(ticket.id, note)
             faulted = [hit for hit in proxy.hits if hit.fault is not None]
+            sent = [h for h in proxy.hits if h.method == method and path in h.target]
         notes = [n for n in await direct.notes(ticket.id) if n.body.strip() == note.body]
     assert len(faulted) == 1, "the fault was never triggered: the test proves nothing"
     assert len(notes) == 1, f"{adapter} after {mode}: {len(notes)} notes"
+    assert len(sent) == 1, f"{adapter} after {mode}: the note was sent {len(sent)} times"
     assert added.body.strip() == note.body
+    assert added.id == notes[0].id
 
 
 CREATE_ROUTES = {

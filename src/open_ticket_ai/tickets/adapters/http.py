@@ -110,6 +110,28 @@ class HelpdeskClient:
         ``not_found`` is the message of the TicketNotFoundError a 404 raises. ``idempotent``
         (default: by the method) says whether sending it twice is harmless; a request that
         is not is never retried once it may have been applied (AnswerLostError)."""
+        body, _ = await self.exchange(
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            not_found=not_found,
+            idempotent=idempotent,
+        )
+        return body
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        not_found: str | None = None,
+        idempotent: bool | None = None,
+    ) -> tuple[Any, httpx.Headers]:
+        """:meth:`request`, returning the answer's headers too (a created record's
+        ``Location``, say): the same retries, deadline and errors."""
         call = f"{self.system}: {method} {path}"
         safe = method.upper() in _IDEMPOTENT if idempotent is None else idempotent
         deadline = time.monotonic() + self.call_timeout
@@ -170,7 +192,7 @@ class HelpdeskClient:
                         f"time for attempt {attempt + 1}: {_excerpt(response)}",
                         status=status,
                     )
-            return self._decode(call, response, not_found, attempt)
+            return self._decode(call, response, not_found, attempt), response.headers
 
     @staticmethod
     def _time_for(pause: float, deadline: float) -> bool:

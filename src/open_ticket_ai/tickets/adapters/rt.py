@@ -2,16 +2,22 @@
 
 Searches are TicketSQL, ordered by LastUpdated then id; internal notes are comments. A
 ticket's body is the text of its Create transaction, fetched for a whole page of tickets
-in two more calls.
+in two more calls, and remembered: it never changes, so a ticket read again (``get`` after
+a search, the read after an update) costs one call. A new comment's id is the ``Location``
+RT answers with. The calls each operation makes are listed in docs/ticket-automation.md.
 """
 
 from __future__ import annotations
 
+import re
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
+import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from open_ticket_ai import (
@@ -40,6 +46,16 @@ DEFAULT_PRIORITIES = {level: 20 * level - 10 for level in Priority}  # 10, 30, 5
 _FIELDS = "Subject,Queue,Status,Priority,Created,LastUpdated,Requestor,CustomFields"
 _PAGE = 100  # REST2 never sends more items per page
 _UNSET = "1970-01-01T00:00:00Z"  # how REST2 spells a date that is not set
+_BODIES_KEPT = 5_000
+_BODY_CHARS_KEPT = 20_000_000
+"""Ticket bodies remembered: at most this many, of at most this many characters in all,
+the least recently used forgotten first."""
+_SNAPSHOTS_KEPT = 1_000
+_SNAPSHOT_AGE = 10.0
+"""Seconds for which the notes read from a ticket stand for the notes it has before a note
+is added: AddNotePipe reads them (looking for its marker) just before it adds one."""
+_CREATED = re.compile(r"/transaction/(\d+)/?$")
+"""The ``Location`` of a comment RT created: ``/REST/2.0/transaction/ID``."""
 
 
 class RequestTrackerParams(HelpdeskParams):
@@ -127,6 +143,11 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
         self._zone = ZoneInfo(params.time_zone)
         self._label = f"rt {id!r}" if id else "rt"
         self._client: HelpdeskClient | None = None
+        self._bodies_known: OrderedDict[str, str] = OrderedDict()
+        """Ticket id -> its body (its Create transaction's text, which RT never changes)."""
+        self._body_chars = 0
+        self._notes_seen: OrderedDict[str, tuple[float, set[str | None]]] = OrderedDict()
+        """Ticket id -> when its notes were last read, and their ids (see add_note)."""
 
     async def open(self) -> None:
         if self._client is None:
@@ -150,10 +171,14 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
     # -- the wire ---------------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self._exchange(method, path, **kwargs))[0]
+
+    async def _exchange(self, method: str, path: str, **kwargs: Any) -> tuple[Any, httpx.Headers]:
+        """The decoded answer and its headers."""
         if self._client is None:
             await self.open()
         assert self._client is not None
-        return await self._client.request(method, path, **kwargs)
+        return await self._client.exchange(method, path, **kwargs)
 
     async def _collect(
         self, method: str, path: str, params: dict[str, Any], body: Any = None, **window: int
@@ -218,12 +243,25 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
         return _texts(await self._collect("POST", "/attachments", fields, query))
 
     async def _bodies(self, tickets: list[int]) -> dict[str, str]:
-        """Ticket id -> the text it was opened with (its Create transaction's)."""
-        if not tickets:
-            return {}
-        history = await self._history(tickets, ["Create"])
-        texts = await self._texts_of([int(t["id"]) for t in history])
-        return {str(t["ObjectId"]): texts.get(str(t["id"]), ("", ""))[1] for t in history}
+        """Ticket id -> the text it was opened with (its Create transaction's): remembered,
+        else read for all the tickets not remembered in two calls."""
+        known = self._bodies_known
+        missing = [t for t in tickets if str(t) not in known]
+        if missing:
+            history = await self._history(missing, ["Create"])
+            texts = await self._texts_of([int(t["id"]) for t in history])
+            for t in history:
+                ticket, body = str(t["ObjectId"]), texts.get(str(t["id"]), ("", ""))[1]
+                self._body_chars += len(body) - len(known.get(ticket, ""))
+                known[ticket] = body
+        bodies = {}
+        for ticket in map(str, tickets):
+            if ticket in known:
+                known.move_to_end(ticket)
+                bodies[ticket] = known[ticket]
+        while known and (len(known) > _BODIES_KEPT or self._body_chars > _BODY_CHARS_KEPT):
+            self._body_chars -= len(known.popitem(last=False)[1])
+        return bodies
 
     def _ticket(self, item: dict[str, Any], body: str) -> Ticket:
         queue, requestors = item.get("Queue"), item.get("Requestor") or []
@@ -330,34 +368,69 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
             )
         return now
 
+    def _seen(self, key: str) -> set[str | None] | None:
+        """The ids of the ticket's notes as read within the last ``_SNAPSHOT_AGE`` seconds
+        (with the notes this adapter added since)."""
+        seen = self._notes_seen.get(key)
+        if seen is None or time.monotonic() - seen[0] > _SNAPSHOT_AGE:
+            return None
+        return seen[1]
+
+    def _saw(self, key: str, notes: set[str | None], *, added: bool = False) -> None:
+        """Remember the ids of a ticket's notes as read now, or (``added``) a note added."""
+        if added:
+            if key in self._notes_seen:
+                self._notes_seen[key][1].update(notes)
+            return
+        self._notes_seen[key] = (time.monotonic(), notes)
+        self._notes_seen.move_to_end(key)
+        while len(self._notes_seen) > _SNAPSHOTS_KEPT:
+            self._notes_seen.popitem(last=False)
+
     async def add_note(self, ticket_id: str, note: Note) -> Note:
+        """One call, ``POST /ticket/:id/comment``: the new comment's id is the ``Location`` RT
+        answers with. The notes the ticket had before are only needed when that answer is
+        lost (to tell whether the comment landed): the ones read in the last few seconds
+        (AddNotePipe has just looked for its marker), else they are read first."""
         key = self._key(ticket_id)
         comment = {"Subject": note.subject, "Content": note.body, "ContentType": "text/plain"}
-        known = {n.id for n in await self.notes(ticket_id)}
+        seen = self._seen(key)
+        # A lost answer's comment is one the ticket did not have before.
+        before = set(seen) if seen is not None else {n.id for n in await self.notes(ticket_id)}
 
         async def send() -> Note:
+            path = f"/ticket/{key}/comment"
             try:
-                await self._call("POST", f"/ticket/{key}/comment", json_body=comment)
+                _, headers = await self._exchange("POST", path, json_body=comment)
             except AnswerLostError:
                 raise
             except TicketSystemError as exc:
                 # RT answers 400 "Message could not be recorded" for a ticket not there.
-                if exc.status == 400 and not await self._tickets(f"id = {key}", limit=1):
+                if exc.status == 400 and not await self._exists(key):
                     raise TicketNotFoundError(f"{self._label}: no ticket {ticket_id!r}") from None
                 raise
-            # REST2 tells the new transaction's id only in a Location header: find it.
-            added = await landed()
-            if added is None:
+            created = _CREATED.search(urlsplit(headers.get("location") or "").path)
+            if created is not None:
+                added = note.model_copy(update={"id": created.group(1), "created": None})
+            elif (found := await landed()) is not None:  # an RT that sends no Location
+                added = found
+            else:
                 raise TicketSystemError(
-                    f"{self._label}: POST /ticket/{key}/comment was accepted, but the comment "
-                    "is not in the ticket's history"
+                    f"{self._label}: POST {path} was accepted, but the comment is not in the "
+                    "ticket's history"
                 )
+            self._saw(key, {added.id}, added=True)  # not mistaken for a later identical one
             return added
 
         async def landed() -> Note | None:
-            return new_note(await self.notes(ticket_id), note, known, strip=True)
+            return new_note(await self.notes(ticket_id), note, before, strip=True)
 
         return await write_once(send, landed, attempts=self.params.retries + 1)
+
+    async def _exists(self, key: str) -> bool:
+        params = {"query": f"id = {key}", "fields": "id", "per_page": 1}
+        answer = await self._call("GET", "/tickets", params=params, idempotent=True)
+        return bool(isinstance(answer, dict) and answer.get("items"))
 
     async def notes(self, ticket_id: str) -> list[Note]:
         history = await self._history([int(self._key(ticket_id))], ["Create", "Comment"])
@@ -365,6 +438,7 @@ class RequestTrackerTicketSystem(TicketSystem[RequestTrackerParams]):
             raise TicketNotFoundError(f"{self._label}: no ticket {ticket_id!r}")
         comments = [t for t in history if t.get("Type") == "Comment"]
         texts = await self._texts_of([int(t["id"]) for t in comments])
+        self._saw(self._key(ticket_id), {str(t.get("id")) for t in comments})
         return [
             Note(
                 id=str(t.get("id")),
