@@ -930,7 +930,13 @@ def open_ledger(
             "set `ledger: false` to run without a ledger"
         ) from exc
     return Ledger(
-        store, retention=settings.retention, max_runs=settings.max_runs, on_error=on_error
+        store,
+        retention=settings.retention,
+        max_runs=settings.max_runs,
+        on_error=on_error,
+        # Each batch costs the writer thread a few turns of the interpreter's lock, which a
+        # busy event loop hands over only every few milliseconds: big batches keep up.
+        batch=2000,
     )
 
 
