@@ -47,3 +47,67 @@ async def test_an_unusable_path_is_a_ticket_system_error(tmp_path: Path) -> None
     )
     with pytest.raises(TicketSystemError, match="cannot open"):
         await system.open()
+
+
+async def test_a_file_another_process_writes_makes_a_call_wait_not_the_loop(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import sqlite3
+
+    from open_ticket_ai.tickets.models import Note, TicketChanges
+
+    path = tmp_path / "desk.sqlite"
+    desk = SqliteTicketSystem(SqliteParams(path=str(path)))
+    await desk.open()
+    try:
+        ticket = await desk.create(NewTicket(subject="s", body="b", queue="Inbox"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        try:
+            update = asyncio.ensure_future(desk.update(ticket.id, TicketChanges(queue="Billing")))
+            ticks = 0
+            for _ in range(20):  # the loop goes on while the update waits
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not update.done()
+            (queue,) = other.execute(
+                "SELECT queue FROM tickets WHERE id = ?", (int(ticket.id),)
+            ).fetchone()
+            assert queue == "Inbox"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (await update).queue == "Billing"
+        assert ticks == 20
+        await desk.add_note(ticket.id, Note(body="seen"))
+        assert [n.body for n in await desk.notes(ticket.id)] == ["seen"]
+    finally:
+        await desk.close()
+
+
+async def test_a_file_held_too_long_fails_the_call_saying_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from open_ticket_ai.tickets.adapters import sqlite as adapter
+    from open_ticket_ai.tickets.models import TicketChanges
+
+    monkeypatch.setattr(adapter, "BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "desk.sqlite"
+    desk = SqliteTicketSystem(SqliteParams(path=str(path)))
+    await desk.open()
+    try:
+        ticket = await desk.create(NewTicket(subject="s", body="b", queue="Inbox"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(TicketSystemError, match=r"database is locked \(for 0.2 s\)"):
+                await desk.update(ticket.id, TicketChanges(queue="Billing"))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (await desk.get(ticket.id)).queue == "Inbox"  # nothing half-done
+    finally:
+        await desk.close()

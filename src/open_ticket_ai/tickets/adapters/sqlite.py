@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -95,6 +96,10 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+BUSY_TIMEOUT = 5.0
+"""Seconds a call waits for a file another process is writing."""
+
+
 def _row(db: sqlite3.Connection, key: int, ticket_id: str) -> sqlite3.Row:
     """The ticket's row; TicketNotFoundError when there is none."""
     row: sqlite3.Row | None = db.execute("SELECT * FROM tickets WHERE id = ?", (key,)).fetchone()
@@ -149,7 +154,9 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
             # survives a crash of the process (only a power cut can take the last ones), and a
             # routed ticket no longer waits for the disk three times.
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
+            # Never wait inside SQLite: a call on the event loop must not block it. A file
+            # another process is writing makes the call wait in a worker thread instead.
+            db.execute("PRAGMA busy_timeout=0")
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise TicketSystemError(f"sqlite: cannot open {str(path)!r}: {exc}") from exc
@@ -161,19 +168,40 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
             await asyncio.to_thread(db.close)
 
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(db)``, in one transaction or statement, on the event loop when the file is
+        free (an embedded file answers in microseconds, less than a trip to a worker thread
+        takes); in a worker thread, waiting up to :data:`BUSY_TIMEOUT`, when another process
+        is writing it or another call holds the connection."""
         if self._db is None:
             await self.open()
         db = self._db
         assert db is not None
-
-        def locked() -> T:
-            with self._lock:
-                try:
-                    return work(db)
-                except sqlite3.Error as exc:
+        if self._lock.acquire(blocking=False):
+            try:
+                return work(db)
+            except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY":
                     raise TicketSystemError(f"sqlite {self.params.path!r}: {exc}") from exc
+                # Busy: nothing of it was applied (a write that began is rolled back).
+            finally:
+                self._lock.release()
 
-        return await asyncio.to_thread(locked)
+        def waiting() -> T:
+            deadline = time.monotonic() + BUSY_TIMEOUT
+            with self._lock:
+                while True:
+                    try:
+                        return work(db)
+                    except sqlite3.Error as exc:
+                        busy = getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY"
+                        if not busy or time.monotonic() >= deadline:
+                            raise TicketSystemError(
+                                f"sqlite {self.params.path!r}: {exc}"
+                                + (f" (for {BUSY_TIMEOUT:g} s)" if busy else "")
+                            ) from exc
+                    time.sleep(0.005)
+
+        return await asyncio.to_thread(waiting)
 
     async def search(self, criteria: TicketSearch) -> list[Ticket]:
         where: list[str] = []
