@@ -1043,10 +1043,12 @@ class Ledger:
 
     def submit(self, record: RunRecord | RunEnded) -> None:
         """Queue ``record`` (or the event of a run that ended) for writing. O(1); never
-        blocks on I/O and never raises. For a store that takes bundles
-        (:class:`SqliteLedgerStore`) the run waits as its JSON text, made here so that the
-        writer thread needs the GIL for hardly anything (and a text is nothing for the
-        garbage collector to look at); for others, as a :class:`RunRecord`."""
+        blocks on I/O and never raises. The run waits in the form its store takes (see
+        :attr:`_form`), made here so that the writer thread needs the GIL for hardly
+        anything (and bytes or a text are nothing for the garbage collector to look at):
+        :func:`marshalled` bytes for the service's
+        :class:`~open_ticket_ai.runtime.ledger_process.ProcessLedgerStore`, its JSON text
+        for a :class:`SqliteLedgerStore`, else a :class:`RunRecord`."""
         item: RunRecord | str | bytes
         try:
             form = self._form

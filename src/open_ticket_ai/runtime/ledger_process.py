@@ -38,8 +38,8 @@ from open_ticket_ai.runtime.ledger import (
     LedgerError,
     RunRecord,
     SqliteLedgerStore,
-    bundle_of,
     encode_bundle,
+    marshalled,
 )
 
 __all__ = ["ProcessLedgerStore", "main"]
@@ -85,10 +85,11 @@ class ProcessLedgerStore(SqliteLedgerStore):
         return child.pid if child is not None and child.poll() is None else None
 
     def append(self, runs: Sequence[RunRecord]) -> None:
-        self.append_marshalled([marshal.dumps(bundle_of(record)) for record in runs])
+        self.append_marshalled([marshalled(record) for record in runs])
 
     def append_marshalled(self, blobs: Sequence[bytes]) -> None:
-        """Store runs given as ``marshal.dumps(bundle_of(run))``, in one transaction."""
+        """Store runs given as :func:`~open_ticket_ai.runtime.ledger.marshalled` made them,
+        in one transaction."""
         if blobs:
             self._ask(APPEND, list(blobs))
 
