@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -90,10 +91,11 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # a COMMIT that failed (busy) leaves it open: it goes too
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 BUSY_TIMEOUT = 5.0
@@ -176,30 +178,36 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
             await self.open()
         db = self._db
         assert db is not None
-        if self._lock.acquire(blocking=False):
+
+        def attempt(deadline: float) -> T | None:
+            """The result (no work of this adapter gives None); None when the file is busy
+            and ``deadline`` (monotonic) has not passed: nothing of it was applied (a write
+            that began is rolled back)."""
             try:
                 return work(db)
             except sqlite3.Error as exc:
-                if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY":
-                    raise TicketSystemError(f"sqlite {self.params.path!r}: {exc}") from exc
-                # Busy: nothing of it was applied (a write that began is rolled back).
+                busy = getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY"
+                if busy and time.monotonic() < deadline:
+                    return None
+                raise TicketSystemError(
+                    f"sqlite {self.params.path!r}: {exc}"
+                    + (f" (for {BUSY_TIMEOUT:g} s)" if busy else "")
+                ) from exc
+
+        if self._lock.acquire(blocking=False):
+            try:
+                done = attempt(math.inf)
             finally:
                 self._lock.release()
+            if done is not None:
+                return done
 
         def waiting() -> T:
             deadline = time.monotonic() + BUSY_TIMEOUT
             with self._lock:
-                while True:
-                    try:
-                        return work(db)
-                    except sqlite3.Error as exc:
-                        busy = getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY"
-                        if not busy or time.monotonic() >= deadline:
-                            raise TicketSystemError(
-                                f"sqlite {self.params.path!r}: {exc}"
-                                + (f" (for {BUSY_TIMEOUT:g} s)" if busy else "")
-                            ) from exc
+                while (done := attempt(deadline)) is None:
                     time.sleep(0.005)
+                return done
 
         return await asyncio.to_thread(waiting)
 
@@ -254,7 +262,7 @@ class SqliteTicketSystem(TicketSystem[SqliteParams]):
     async def update(self, ticket_id: str, changes: TicketChanges) -> Ticket:
         key = _ticket_key(ticket_id)
 
-        # Read, change and read back in one trip to the worker thread (and one transaction).
+        # Read, change and read back in one call (and one transaction).
         def change(db: sqlite3.Connection) -> sqlite3.Row:
             with _transaction(db):
                 current = _row(db, key, ticket_id)
