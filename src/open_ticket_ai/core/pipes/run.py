@@ -292,6 +292,7 @@ async def _for_each(
     items = list(items)
     count = len(items)
     slots: list[dict[str, Any] | None] = [None] * count
+    results: list[PipeResult | None] = [None] * count
     deadline = run.journal.deadline
     taken = 0
 
@@ -316,7 +317,7 @@ async def _for_each(
                 taken = count
                 return
             child = run.for_item(items[index], index, count)
-            result = await _execute(spec, child, parent)
+            result = results[index] = await _execute(spec, child, parent)
             slots[index] = {
                 "index": index,
                 "status": result.status,
@@ -327,7 +328,6 @@ async def _for_each(
                     for k, v in child.results.items()
                     if k not in run.results and k != spec.id
                 },
-                "_result": result,
             }
 
     workers = min(spec.concurrency, count)
@@ -335,14 +335,11 @@ async def _for_each(
         await work()
     else:
         await _together(work, workers)
-    outcomes: list[dict[str, Any]] = []
-    first_failure: tuple[int, PipeResult] | None = None
-    for slot in slots:
-        assert slot is not None
-        result = slot.pop("_result", None)
-        if result is not None and result.failed and first_failure is None:
-            first_failure = (slot["index"], result)
-        outcomes.append(slot)
+    outcomes = [slot for slot in slots if slot is not None]
+    assert len(outcomes) == count
+    first_failure = next(
+        ((i, r) for i, r in enumerate(results) if r is not None and r.failed), None
+    )
     counts = {status: 0 for status in ("succeeded", "failed", "skipped")}
     for outcome in outcomes:
         counts[outcome["status"]] += 1
