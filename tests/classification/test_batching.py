@@ -150,3 +150,10 @@ async def test_each_loop_has_its_own_batcher() -> None:
     other = await asyncio.to_thread(elsewhere)
     assert other is not here
     assert other.loop is not here.loop
+
+
+async def test_a_lone_text_the_model_refuses_is_not_sent_twice() -> None:
+    result = await route(["poison"], concurrency=1, model="counting")
+    assert result.failed
+    assert "this model cannot read 'poison'" in result.message
+    assert CountingClassifier.calls == [1]

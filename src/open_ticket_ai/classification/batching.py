@@ -64,7 +64,10 @@ class Batcher:
     async def _run(self, batch: list[tuple[str, asyncio.Future[Prediction]]]) -> None:
         try:
             predictions = await _in_thread(self.classifier, [text for text, _ in batch])
-        except Exception:
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc)
+                return self._next()
             # One text the model cannot take must not fail the others: each alone then.
             for text, future in batch:
                 try:
@@ -73,11 +76,11 @@ class Batcher:
                     _settle(future, exc)
                 else:
                     _settle(future, prediction)
-        except BaseException as exc:  # cancelled (the loop closes): nobody waits forever
+        except BaseException:  # cancelled (the loop closes): nobody waits forever
             for _, future in batch:
                 future.cancel()
             self._busy = False
-            raise exc
+            raise
         else:
             if len(predictions) != len(batch):
                 error = RuntimeError(
