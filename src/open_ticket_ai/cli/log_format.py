@@ -82,9 +82,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text", file: Path | None 
     """Send every log record to stderr in the chosen format, and to ``file`` too when one is
     given (appended to; its directory is made)."""
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
-    # Neither format shows the caller's file and line, its thread or process: not looking
-    # them up makes each record a third cheaper (as the logging docs advise). A run logs
-    # its end, and at INFO its start too.
+    # Neither format shows the caller's file and line, its thread or process: they are not
+    # looked up for each record (as the logging docs advise). A run logs its end, and at
+    # INFO its start too.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
