@@ -3,6 +3,7 @@ background writer, against real files in tmp_path."""
 
 from __future__ import annotations
 
+import marshal
 import sqlite3
 import threading
 import time
@@ -566,3 +567,26 @@ def test_an_earlier_files_index_on_outcomes_goes_and_its_runs_stay(tmp_path: Pat
         }
     db.close()
     assert "runs_outcome_started" not in indexes
+
+
+def test_a_run_as_the_runtime_hands_it_over_marshals_without_the_json_detour() -> None:
+    # The runtime submits its RunEnded event, whose trigger is a TriggerRef (a str subclass
+    # with the payload): marshal refuses subclasses, and every run would pay the fallback.
+    from open_ticket_ai.core.pipes.context import TriggerRef
+    from open_ticket_ai.runtime.events import RunFinished
+    from open_ticket_ai.runtime.ledger import bundle_of, marshalled
+
+    base = full_run("r-1")
+    event = RunFinished(
+        runner=base.runner,
+        trigger=TriggerRef("hook", payload={"x": 1}),
+        run_id=base.run_id,
+        outcome=RunOutcome.SUCCEEDED,
+        started=base.started,
+        duration=base.duration,
+        steps=base.steps,
+    )
+    bundle = bundle_of(event)
+    assert type(bundle[0][2]) is str
+    assert marshal.loads(marshal.dumps(bundle)) == bundle  # the fast path holds it
+    assert marshal.loads(marshalled(event)) == bundle

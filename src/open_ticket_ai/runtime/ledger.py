@@ -658,10 +658,13 @@ as the text a batch is made of)."""
 def bundle_of(record: RunRecord | RunEnded) -> Bundle:
     """``record`` (or the event of the run: the same fields) as a :data:`Bundle` (enums go
     in as their values)."""
+    trigger = record.trigger
     run = (
         record.run_id,
         record.runner,
-        record.trigger,
+        # An event's trigger is a TriggerRef (a str subclass carrying the payload), which
+        # marshal refuses: the plain text, or marshalled() falls back to its slow path.
+        trigger if trigger is None else str(trigger),
         record.payload_size,
         record.scheduled,
         record.started,
