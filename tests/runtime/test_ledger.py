@@ -590,3 +590,21 @@ def test_a_run_as_the_runtime_hands_it_over_marshals_without_the_json_detour() -
     assert type(bundle[0][2]) is str
     assert marshal.loads(marshal.dumps(bundle)) == bundle  # the fast path holds it
     assert marshal.loads(marshalled(event)) == bundle
+
+
+def test_a_nan_confidence_is_stored_as_zero_not_refused(tmp_path: Path) -> None:
+    # SQLite stores a NaN as NULL, which a NOT NULL column refuses: the batch goes the way
+    # of the encoder, which makes it plain, and the other runs in it are kept as they are.
+    nan = float("nan")
+    odd = make_run(
+        "fetch-1", decisions=[Decision(model="m", label="x", confidence=nan, top=(("x", 0.5),))]
+    )
+    store = SqliteLedgerStore(tmp_path / "ledger.sqlite")
+    store.append([make_run("fetch-0"), odd])
+    store.append([make_run("fetch-2")])
+    found = store.run("fetch-1")
+    assert ids(store.runs()) == ["fetch-2", "fetch-1", "fetch-0"]
+    store.close()
+    assert found is not None
+    assert found.decisions[0].confidence == 0.0
+    assert found.decisions[0].top == (("x", 0.5),)

@@ -306,6 +306,17 @@ _ACTION_COLUMNS = (
 )
 _DECISION_COLUMNS = "model, label, confidence, top, ticket_id, below_threshold, used, step"
 _STEP_COLUMNS = "run, position, path, step_id, status, duration, attempts, message, items"
+_INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+_INSERT_STEP = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 9)})"
+_INSERT_ACTION = (
+    f"INSERT INTO actions (run, position, {_ACTION_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+)
+_INSERT_DECISION = (
+    f"INSERT INTO decisions (run, position, {_DECISION_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+)
+_UNBINDABLE = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
+"""What a value SQLite cannot take as it is raises: a NaN stored as NULL in a NOT NULL
+column, a type sqlite3 cannot bind."""
 _CHUNK = 500
 """Ids per ``IN (...)`` query: well below SQLite's limit on bound parameters."""
 
@@ -398,8 +409,57 @@ class SqliteLedgerStore:
         self.append_bundles([bundle_of(record) for record in runs])
 
     def append_bundles(self, bundles: Sequence[Bundle]) -> None:
-        """Store runs given as :func:`bundle_of` made them, in one transaction."""
+        """Store runs given as :func:`bundle_of` made them, in one transaction: one
+        ``executemany`` per table, the cheapest way in for a thread that has the interpreter
+        to itself (the ledger's writer process; see :meth:`append_encoded` for a thread that
+        shares it with an event loop). A value SQLite cannot hold as it is (a NaN, which it
+        would store as NULL, a Decimal) sends the batch the way of :meth:`append_encoded`,
+        whose encoder makes such values plain."""
+        if not bundles:
+            return
+        with self._lock:
+            db = self._db
+            first = self._first_seq()
+            runs: list[tuple[Any, ...]] = []
+            steps: list[tuple[Any, ...]] = []
+            actions: list[tuple[Any, ...]] = []
+            decisions: list[tuple[Any, ...]] = []
+            for seq, (run, run_steps, run_actions, run_decisions) in enumerate(bundles, first):
+                runs.append((seq, *run))
+                for position, step in enumerate(run_steps):
+                    items = step[6]
+                    steps.append(
+                        (seq, position, *step[:6], None if items is None else _ENCODE(items))
+                    )
+                for position, action in enumerate(run_actions):
+                    actions.append((seq, position, *action))
+                for position, decision in enumerate(run_decisions):
+                    decisions.append((seq, position, *decision))
+            db.execute("BEGIN")
+            try:
+                db.executemany(_INSERT_RUN, runs)
+                db.executemany(_INSERT_STEP, steps)
+                if actions:
+                    db.executemany(_INSERT_ACTION, actions)
+                if decisions:
+                    db.executemany(_INSERT_DECISION, decisions)
+            except BaseException as exc:
+                db.execute("ROLLBACK")
+                self._next_seq = None  # another writer may have taken the numbers: ask again
+                if not isinstance(exc, _UNBINDABLE):
+                    raise
+            else:
+                db.execute("COMMIT")
+                self._next_seq = first + len(bundles)
+                return
         self.append_encoded([encode_bundle(bundle) for bundle in bundles])
+
+    def _first_seq(self) -> int:
+        """The seq the next run appended takes (read from the file the first time)."""
+        if self._next_seq is None:
+            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
+            self._next_seq = int(last) + 1
+        return self._next_seq
 
     def append_encoded(self, texts: Sequence[str]) -> None:
         """Store runs given as :func:`encode_bundle` wrote them, in one transaction."""
@@ -407,9 +467,7 @@ class SqliteLedgerStore:
             return
         with self._lock:
             db = self._db
-            if self._next_seq is None:
-                (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM runs").fetchone()
-                self._next_seq = int(last) + 1
+            first = self._first_seq()
             # ONE statement for the whole batch, atomic by itself: the view's trigger inserts
             # every table's rows from the JSON document inside SQLite, which runs without the
             # GIL. A statement per row (or per table) would wait for the GIL at each one while
@@ -418,12 +476,12 @@ class SqliteLedgerStore:
             try:
                 db.execute(
                     "INSERT INTO ledger_batch (first, doc) VALUES (?, ?)",
-                    (self._next_seq, "[" + ",".join(texts) + "]"),
+                    (first, "[" + ",".join(texts) + "]"),
                 )
             except BaseException:
                 self._next_seq = None  # another writer may have taken the numbers: ask again
                 raise
-            self._next_seq += len(texts)
+            self._next_seq = first + len(texts)
 
     def prune(self, *, before: float, keep: int) -> int:
         with self._lock:

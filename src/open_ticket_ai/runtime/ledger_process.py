@@ -38,7 +38,6 @@ from open_ticket_ai.runtime.ledger import (
     LedgerError,
     RunRecord,
     SqliteLedgerStore,
-    encode_bundle,
     marshalled,
 )
 
@@ -190,9 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             command, payload = request
             try:
                 if command == APPEND:
-                    texts = [encode_bundle(marshal.loads(blob)) for blob in payload]
-                    store.append_encoded(texts)
-                    result: Any = len(texts)
+                    store.append_bundles([marshal.loads(blob) for blob in payload])
+                    result: Any = len(payload)
                 elif command == PRUNE:
                     before, keep = payload
                     result = store.prune(before=before, keep=keep)
