@@ -5,18 +5,19 @@ written never stopping a run."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.runtime.test_ledger import FailingStore
 
 from open_ticket_ai import ComponentError, build, load_config, parse_config
 from open_ticket_ai.core.pipes.records import ActionKind
 from open_ticket_ai.runtime.events import RunOutcome
 from open_ticket_ai.runtime.ledger import SqliteLedgerStore
+from open_ticket_ai.runtime.ledger_process import ProcessLedger, ProcessLedgerStore
 from open_ticket_ai.runtime.orchestrator import Orchestrator
 
 PLUGIN = '''
@@ -173,15 +174,21 @@ async def test_a_ledger_that_cannot_be_written_never_stops_a_run(
     config = write(tmp_path)
     orchestrator = Orchestrator(build(load_config(config)))
     ledger = orchestrator.ledger
-    assert ledger is not None
-    assert isinstance(ledger.store, SqliteLedgerStore)
-    failing = FailingStore(ledger.store)
-    ledger.store = failing
-    with caplog.at_level(logging.ERROR, logger="open_ticket_ai"):
-        result = await orchestrator.run_once("touch")
+    assert isinstance(ledger, ProcessLedger)
+    path = ledger.store.path
+    ledger.store.close()
+    ledger.store = ProcessLedgerStore(path, timeout=0.1)  # a lock fails the write at once
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the file's write lock
+    try:
+        with caplog.at_level(logging.ERROR, logger="open_ticket_ai"):
+            result = await orchestrator.run_once("touch")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
     assert result.succeeded
-    assert failing.attempts >= 1
+    assert ledger.failures >= 1
     failed = [r for r in caplog.records if getattr(r, "event", None) == "ledger.failed"]
     assert len(failed) == 1  # once a minute at most
-    assert "database or disk is full" in failed[0].getMessage()
+    assert "database is locked" in failed[0].getMessage()
     assert "runs go on" in failed[0].getMessage()

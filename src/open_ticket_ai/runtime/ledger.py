@@ -62,6 +62,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerStore",
+    "LedgerWriter",
     "RunRecord",
     "SqliteLedgerStore",
     "TicketEntry",
@@ -222,6 +223,31 @@ class LedgerStore(Protocol):
     def close(self) -> None:
         """Release the store; calling it again does nothing."""
         ...
+
+
+class LedgerWriter(Protocol):
+    """What the runtime hands finished runs to: :class:`Ledger` (a thread writing any
+    :class:`LedgerStore`) or the service's
+    :class:`~open_ticket_ai.runtime.ledger_process.ProcessLedger`. :meth:`submit` is called
+    on the event loop's thread and never blocks; :meth:`flush` and :meth:`close` may block
+    and are called from other threads (or once the loop is done)."""
+
+    store: Any
+    """The store written, which the console and ``otai runs`` read."""
+    written: int
+    dropped: int
+    failures: int
+
+    @property
+    def pending(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def submit(self, record: RunRecord | RunEnded) -> None: ...
+
+    def flush(self, timeout: float = 5.0) -> bool: ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
 
 
 # -- SQLite -------------------------------------------------------------------------------
@@ -408,13 +434,24 @@ class SqliteLedgerStore:
     def append(self, runs: Sequence[RunRecord]) -> None:
         self.append_bundles([bundle_of(record) for record in runs])
 
-    def append_bundles(self, bundles: Sequence[Bundle]) -> None:
+    def append_bundles(self, bundles: Sequence[Bundle], *, skip_written: bool = False) -> None:
         """Store runs given as :func:`bundle_of` made them, in one transaction: one
         ``executemany`` per table, the cheapest way in for a thread that has the interpreter
         to itself (the ledger's writer process; see :meth:`append_encoded` for a thread that
         shares it with an event loop). A value SQLite cannot hold as it is (a NaN, which it
         would store as NULL, a Decimal) sends the batch the way of :meth:`append_encoded`,
-        whose encoder makes such values plain."""
+        whose encoder makes such values plain.
+
+        With ``skip_written``, a run whose id the file already holds is left out: runs sent
+        again after a writer died, which may have committed them before it could say so."""
+        if skip_written:
+            with self._lock:
+                held = self._db.execute
+                bundles = [
+                    b
+                    for b in bundles
+                    if held("SELECT 1 FROM runs WHERE run_id = ?", (b[0][0],)).fetchone() is None
+                ]
         if not bundles:
             return
         with self._lock:
@@ -971,16 +1008,18 @@ def ledger_file_of(compiled: CompiledConfig) -> Path | None:
 
 def open_ledger(
     compiled: CompiledConfig, on_error: Callable[[BaseException], None] | None = None
-) -> Ledger | None:
-    """The ledger writer of a config (not started), or None when ``ledger: false`` or when
-    the config is text with no file (and so no directory) and no ``ledger.path``.
+) -> LedgerWriter | None:
+    """The ledger writer of a config (not started): a
+    :class:`~open_ticket_ai.runtime.ledger_process.ProcessLedger`, or None when
+    ``ledger: false`` or when the config is text with no file (and so no directory) and no
+    ``ledger.path``.
 
     Raises ComponentError when the file cannot be a ledger (another kind of file, a newer
     schema, a directory that cannot be created)."""
     path = ledger_file_of(compiled)
     if path is None:
         return None
-    from open_ticket_ai.runtime.ledger_process import ProcessLedgerStore
+    from open_ticket_ai.runtime.ledger_process import ProcessLedger, ProcessLedgerStore
 
     settings = compiled.loaded.config.orchestrator.ledger
     try:
@@ -990,14 +1029,8 @@ def open_ledger(
             f"orchestrator.ledger: {exc}; give orchestrator.ledger.path another file, or "
             "set `ledger: false` to run without a ledger"
         ) from exc
-    return Ledger(
-        store,
-        retention=settings.retention,
-        max_runs=settings.max_runs,
-        on_error=on_error,
-        # Each batch costs the writer thread a few turns of the interpreter's lock, which a
-        # busy event loop hands over only every few milliseconds: big batches keep up.
-        batch=2000,
+    return ProcessLedger(
+        store, retention=settings.retention, max_runs=settings.max_runs, on_error=on_error
     )
 
 
@@ -1295,21 +1328,26 @@ class Ledger:
         return True
 
     def _report(self, exc: BaseException) -> None:
-        """Tell ``on_error`` (else the log) about a failure, once per :data:`REPORT_EVERY`:
-        a full disk fails every attempt, and one message a minute says as much as a
-        thousand."""
-        now = self._clock()
-        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY:
-            return
-        self._reported_at = now
-        try:
-            if self._on_error is not None:
-                self._on_error(exc)
-            else:
-                _log.error(
-                    "the run ledger cannot be written (%s); %d runs wait, runs go on",
-                    exc,
-                    self.pending,
-                )
-        except Exception:  # a failing reporter must not stop the writer
-            _log.exception("the ledger's on_error callback failed")
+        report_failure(self, exc)
+
+
+def report_failure(writer: Any, exc: BaseException) -> None:
+    """Tell ``writer._on_error`` (else the log) about a failure of ``writer`` (a
+    :class:`Ledger` or another writer with the same ``_clock``, ``_on_error``,
+    ``_reported_at`` and ``pending``), once per :data:`REPORT_EVERY`: a full disk fails
+    every attempt, and one message a minute says as much as a thousand."""
+    now = writer._clock()
+    if writer._reported_at is not None and now - writer._reported_at < REPORT_EVERY:
+        return
+    writer._reported_at = now
+    try:
+        if writer._on_error is not None:
+            writer._on_error(exc)
+        else:
+            _log.error(
+                "the run ledger cannot be written (%s); %d runs wait, runs go on",
+                exc,
+                writer.pending,
+            )
+    except Exception:  # a failing reporter must not stop the writer
+        _log.exception("the ledger's on_error callback failed")
