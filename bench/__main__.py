@@ -23,7 +23,7 @@ def precision(seconds: float) -> None:
     print("\n1. Scheduling precision: interval 1 s, phases spread, no-op pipeline")
     print(f"   {seconds:g} s measured after 2 s warm-up; lateness against each runner's grid")
     print("   ours+ledger: ours with the run ledger on (SQLite in a temporary directory);")
-    print("   its CPU includes the ledger's writer thread and writer process")
+    print("   its CPU includes the ledger's writer process")
     print("   ours+console: ours with the listener and the console on, and a logged-in page's")
     print("   live stream open in another process")
     for runners in (1_000, 10_000):

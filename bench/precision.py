@@ -139,8 +139,8 @@ def _writer_cpu(orchestrator: Any) -> float:
 async def ours_ledger(runners: int, seconds: float) -> dict[str, Any]:
     """``ours`` with the run ledger on, in a SQLite file in a temporary directory.
 
-    CPU per fire is the whole process's and its ledger writer process's: the writer thread
-    and the writing are counted."""
+    CPU per fire is the whole process's and its ledger writer process's: the packing on the
+    loop and the writing are counted."""
     with tempfile.TemporaryDirectory(prefix="otai-bench-") as directory:
         return await ours(runners, seconds, Path(directory) / "ledger.sqlite")
 
