@@ -319,9 +319,9 @@ class ProcessLedger:
         self._unsent: deque[bytes] = deque()
         self._replays = 0
         """How many runs at the front of ``_unsent`` go as a replay."""
-        self._unanswered: deque[tuple[bytes, bool]] = deque()
-        """Runs written to the pipe (or waiting in ``_out``) in order, with whether they went
-        as a replay: the child's answers are about the oldest of them."""
+        self._unanswered: deque[bytes] = deque()
+        """Runs written to the pipe (or waiting in ``_out``), in order: the child's answers
+        are about the oldest of them. Any that come back go again as a replay."""
         self._out = bytearray()
         """Frames the pipe did not take yet."""
         self._retry_at = 0.0
@@ -435,12 +435,12 @@ class ProcessLedger:
             if replays:
                 again = [unsent.popleft() for _ in range(replays)]
                 self._out += _frame(REPLAY, again)
-                answered.extend((blob, True) for blob in again)
+                answered.extend(again)
             if unsent:
                 blobs = list(unsent)
                 unsent.clear()
                 self._out += _frame(APPEND, blobs)
-                answered.extend((blob, False) for blob in blobs)
+                answered.extend(blobs)
         if self._out and (force or now >= self._retry_at):
             try:
                 written = self.store.write(self._out)
@@ -464,7 +464,7 @@ class ProcessLedger:
                 self._pause = 0.0
             elif kind == FAILED:
                 count, error = value
-                back = [answered.popleft()[0] for _ in range(count)]
+                back = [answered.popleft() for _ in range(count)]
                 self._unsent.extendleft(reversed(back))
                 self._replays += count  # a replay skips what is there: safe either way
                 self._failed(LedgerError(f"{self.store.path}: {error}"), now)
@@ -477,7 +477,7 @@ class ProcessLedger:
         one (after the pause)."""
         self._out.clear()
         answered = self._unanswered
-        self._unsent.extendleft(reversed([blob for blob, _ in answered]))
+        self._unsent.extendleft(reversed(answered))
         self._replays += len(answered)
         answered.clear()
         self._next_prune = 0.0  # the prune it may not have made
