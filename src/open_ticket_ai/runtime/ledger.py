@@ -59,6 +59,7 @@ __all__ = [
     "MAX_PENDING",
     "SCHEMA_VERSION",
     "DecisionEntry",
+    "FailureReports",
     "Ledger",
     "LedgerError",
     "LedgerStore",
@@ -444,18 +445,17 @@ class SqliteLedgerStore:
 
         With ``skip_written``, a run whose id the file already holds is left out: runs sent
         again after a writer died, which may have committed them before it could say so."""
-        if skip_written:
-            with self._lock:
-                held = self._db.execute
+        with self._lock:
+            db = self._db
+            if skip_written:
+                held = db.execute
                 bundles = [
                     b
                     for b in bundles
                     if held("SELECT 1 FROM runs WHERE run_id = ?", (b[0][0],)).fetchone() is None
                 ]
-        if not bundles:
-            return
-        with self._lock:
-            db = self._db
+            if not bundles:
+                return
             first = self._first_seq()
             runs: list[tuple[Any, ...]] = []
             steps: list[tuple[Any, ...]] = []
@@ -1085,8 +1085,8 @@ class Ledger:
         self.flush_delay = flush_delay
         self.batch = batch
         self.capacity = capacity
-        self._on_error = on_error
         self._clock = clock
+        self._reports = FailureReports(clock, on_error)
         self._queue: deque[RunRecord | str | bytes] = deque()
         self._inflight = 0
         self._cond = threading.Condition(threading.Lock())
@@ -1100,7 +1100,6 @@ class Ledger:
         self._closed = False
         self._deadline = math.inf
         """Monotonic time after which a closing writer gives up on what is left."""
-        self._reported_at: float | None = None
         self._submitted = 0
         self.written = 0
         """Records written to the store."""
@@ -1328,26 +1327,35 @@ class Ledger:
         return True
 
     def _report(self, exc: BaseException) -> None:
-        report_failure(self, exc)
+        self._reports.report(exc, self.pending)
 
 
-def report_failure(writer: Any, exc: BaseException) -> None:
-    """Tell ``writer._on_error`` (else the log) about a failure of ``writer`` (a
-    :class:`Ledger` or another writer with the same ``_clock``, ``_on_error``,
-    ``_reported_at`` and ``pending``), once per :data:`REPORT_EVERY`: a full disk fails
-    every attempt, and one message a minute says as much as a thousand."""
-    now = writer._clock()
-    if writer._reported_at is not None and now - writer._reported_at < REPORT_EVERY:
-        return
-    writer._reported_at = now
-    try:
-        if writer._on_error is not None:
-            writer._on_error(exc)
-        else:
-            _log.error(
-                "the run ledger cannot be written (%s); %d runs wait, runs go on",
-                exc,
-                writer.pending,
-            )
-    except Exception:  # a failing reporter must not stop the writer
-        _log.exception("the ledger's on_error callback failed")
+class FailureReports:
+    """Tells ``on_error`` (else the log) about a writer's failures, once per
+    :data:`REPORT_EVERY` by ``clock``: a full disk fails every attempt, and one message a
+    minute says as much as a thousand."""
+
+    def __init__(
+        self, clock: Callable[[], float], on_error: Callable[[BaseException], None] | None
+    ) -> None:
+        self._clock = clock
+        self._on_error = on_error
+        self._reported_at: float | None = None
+
+    def report(self, exc: BaseException, pending: int) -> None:
+        """Report ``exc`` (with ``pending``, the runs waiting) unless one was this minute."""
+        now = self._clock()
+        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY:
+            return
+        self._reported_at = now
+        try:
+            if self._on_error is not None:
+                self._on_error(exc)
+            else:
+                _log.error(
+                    "the run ledger cannot be written (%s); %d runs wait, runs go on",
+                    exc,
+                    pending,
+                )
+        except Exception:  # a failing reporter must not stop the writer
+            _log.exception("the ledger's on_error callback failed")

@@ -66,11 +66,11 @@ from open_ticket_ai.runtime.ledger import (
     PRUNE_EVERY,
     REPORT_EVERY,
     RETRY_MAX,
+    FailureReports,
     LedgerError,
     RunRecord,
     SqliteLedgerStore,
     marshalled,
-    report_failure,
 )
 
 __all__ = ["CHUNK", "ProcessLedger", "ProcessLedgerStore", "main"]
@@ -313,8 +313,8 @@ class ProcessLedger:
         self.flush_delay = flush_delay
         self.chunk = chunk
         self.capacity = capacity
-        self._on_error = on_error
         self._clock = clock
+        self._reports = FailureReports(clock, on_error)
         self._lock = threading.Lock()
         self._unsent: deque[bytes] = deque()
         self._replays = 0
@@ -332,7 +332,6 @@ class ProcessLedger:
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._closed = False
-        self._reported_at: float | None = None
         self._submitted = 0
         self.written = 0
         """Runs the child has written to the file."""
@@ -367,7 +366,9 @@ class ProcessLedger:
             with self._lock:
                 self._submitted += 1
                 self.dropped += 1
-                report_failure(self, LedgerError(f"run {record.run_id} cannot be stored: {exc}"))
+                self._reports.report(
+                    LedgerError(f"run {record.run_id} cannot be stored: {exc}"), self.pending
+                )
             return
         with self._lock:
             self._submitted += 1
@@ -487,7 +488,7 @@ class ProcessLedger:
         self.failures += 1
         self._pause = min(max(self._pause * 2, self.flush_delay, 0.01), RETRY_MAX)
         self._retry_at = now + self._pause
-        report_failure(self, exc)
+        self._reports.report(exc, self.pending)
 
     # -- any thread -----------------------------------------------------------------------
 
@@ -527,7 +528,7 @@ class ProcessLedger:
         try:
             self.store.close()
         except Exception as exc:
-            report_failure(self, exc)
+            self._reports.report(exc, self.pending)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
