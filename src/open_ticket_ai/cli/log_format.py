@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -12,7 +11,7 @@ from typing import Any
 
 from open_ticket_ai.core.secrets import SECRETS
 
-__all__ = ["JsonFormatter", "LoopBatching", "TextFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 
 
 _second: list[Any] = [None, ""]
@@ -79,88 +78,21 @@ class JsonFormatter(logging.Formatter):
 _ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
-_running_loop = asyncio._get_running_loop
-"""The thread's running event loop or None (the C function behind ``get_running_loop``)."""
-
-
-class LoopBatching(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler that writes the lines logged on a running event loop together when
-    the loop's current turn ends: one write and one flush for all of them instead of one
-    each (a busy service logs two lines a run). A line logged anywhere else, a line at
-    ERROR and above, and a turn's 500th line are written at once, after what waits before
-    them, so the order holds. :meth:`flush` (which :func:`logging.shutdown` calls at exit)
-    writes what waits. With ``owns_stream`` the stream is closed with the handler."""
-
-    MAX_WAITING = 500
-
-    def __init__(self, stream: Any, *, owns_stream: bool = False) -> None:
-        super().__init__(stream)
-        self._owns = owns_stream
-        self._waiting: list[str] = []
-        self._on: asyncio.AbstractEventLoop | None = None
-        """The loop the write of the waiting lines is scheduled on."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        waiting = self._waiting
-        waiting.append(line)
-        loop = _running_loop()
-        if loop is None or record.levelno >= logging.ERROR or len(waiting) >= self.MAX_WAITING:
-            self._write()
-        elif self._on is not loop:
-            self._on = loop
-            loop.call_soon(self._turn_ended)
-
-    def _turn_ended(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._on = None
-            self._write()
-
-    def _write(self) -> None:
-        """Write the waiting lines (the caller holds the handler's lock)."""
-        waiting = self._waiting
-        if not waiting:
-            return
-        text = self.terminator.join(waiting) + self.terminator
-        waiting.clear()
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except Exception:
-            # What logging does with a line it cannot write: say so on stderr, go on.
-            self.handleError(logging.makeLogRecord({"msg": text}))
-
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._write()
-
-    def close(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._write()
-            if self._owns and not self.stream.closed:
-                self.stream.close()
-        super().close()
-
-
 def configure_logging(level: str = "INFO", fmt: str = "text", file: Path | None = None) -> None:
     """Send every log record to stderr in the chosen format, and to ``file`` too when one is
     given (appended to; its directory is made)."""
     formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     # Neither format shows the caller's file and line, its thread or process: they are not
     # looked up for each record (as the logging docs advise). A run logs its end, and at
-    # INFO its start too; lines logged in one turn of the event loop are written together.
+    # INFO its start too.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handlers: list[logging.Handler] = [LoopBatching(sys.stderr)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(LoopBatching(file.open("a", encoding="utf-8"), owns_stream=True))
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
