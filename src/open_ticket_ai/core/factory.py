@@ -7,6 +7,7 @@ duplicate ids, `depends_on` and its cycles, shared trigger ids.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -478,11 +479,12 @@ class RenderableFactory:
     ) -> BaseModel | None:
         """Validate params; with ``partial``, keys holding templates wait for run time (an
         unknown key is an error at once, whatever its value)."""
-        known = set(keys_of(cls.Params, ()))
-        if cls.Params.model_config.get("populate_by_name"):
-            known.update(cls.Params.model_fields)
-        waiting = {k for k, v in params.items() if k in known and _holds_template(v)}
-        data = {k: v for k, v in params.items() if k not in waiting} if partial else params
+        waiting: set[str] = set()
+        data = params
+        if partial:
+            known = _known_keys(cls.Params)
+            waiting = {k for k, v in params.items() if k in known and _holds_template(v)}
+            data = {k: v for k, v in params.items() if k not in waiting}
         try:
             return cls.Params.model_validate(data)
         except ValidationError as exc:
@@ -540,6 +542,16 @@ class RenderableFactory:
 
     def _warn(self, message: str, path: ConfigPath) -> None:
         self.warnings.append(self.loaded.problem(message, path))
+
+
+@functools.cache
+def _known_keys(model: type[BaseModel]) -> frozenset[str]:
+    """The top-level keys ``model`` accepts: aliases, and field names too where it
+    populates by name (asked once per class: 10,000 runners share a few)."""
+    known = set(keys_of(model, ()))
+    if model.model_config.get("populate_by_name"):
+        known.update(model.model_fields)
+    return frozenset(known)
 
 
 _SHELL_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")

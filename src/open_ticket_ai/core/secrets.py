@@ -37,6 +37,8 @@ class Secrets:
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
+        if not values:  # the usual case, asked once per component of a large config
+            return
         with self._lock:
             fresh = {v for v in values if len(v) >= MIN_SECRET} - self._values
             if fresh:

@@ -27,7 +27,7 @@ from open_ticket_ai.core.config.models import (
 from open_ticket_ai.core.config.upstream import Translation, is_upstream, translate
 from open_ticket_ai.core.config.upstream_v10 import is_v10, translate_v10
 from open_ticket_ai.core.config.validation import issues_of
-from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, load_yaml
+from open_ticket_ai.core.config.yaml_source import ConfigPath, SourceMap, format_path, load_yaml
 from open_ticket_ai.core.memory import paused_gc
 from open_ticket_ai.errors import ConfigError, Problem
 
@@ -75,9 +75,11 @@ class LoadedConfig:
 
     def where(self, path: ConfigPath) -> str:
         """``"config.yml:14 orchestrator.runners[0].run"`` for messages raised at run time."""
-        problem = self.problem("", path)
-        head = f"{problem.file}:{problem.line}" if problem.line else str(problem.file)
-        return f"{head} {problem.path}" if problem.path else head
+        in_file = self.file_path(path)
+        line = self.source.line_of(in_file)
+        head = f"{self.source.file}:{line}" if line else str(self.source.file)
+        text = format_path(in_file)
+        return f"{head} {text}" if text else head
 
 
 _BARE: ConfigPath = ("<bare>",)

@@ -43,6 +43,15 @@ class SourceMap:
                 return unpack(found)
         return None
 
+    def line_of(self, path: ConfigPath) -> int | None:
+        """The line of ``path``'s value, else of its nearest located ancestor's."""
+        values = self.values
+        for end in range(len(path), -1, -1):
+            found = values.get(path[:end])
+            if found is not None:
+                return found >> _COLUMN_BITS
+        return None
+
     def problem(self, message: str, path: ConfigPath, *, key: bool = False) -> Problem:
         pos = self.locate(path, key=key)
         return Problem(
