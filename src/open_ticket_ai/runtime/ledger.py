@@ -753,7 +753,10 @@ as the text a batch is made of)."""
 def bundle_of(record: RunRecord | RunEnded) -> Bundle:
     """``record`` (or the event of the run: the same fields) as a :data:`Bundle` (enums go
     in as their values)."""
+    # Packed on the event loop for every run: an enum's value is read as ``_value_`` (its
+    # ``value`` property costs a Python call), and the rows are list displays.
     trigger = record.trigger
+    error = record.error
     run = (
         record.run_id,
         record.runner,
@@ -764,23 +767,26 @@ def bundle_of(record: RunRecord | RunEnded) -> Bundle:
         record.scheduled,
         record.started,
         record.ended,
-        record.outcome.value,
-        SECRETS.redact(record.error) if record.error else record.error,
+        getattr(record.outcome, "_value_", record.outcome),
+        SECRETS.redact(error) if error else error,
         int(record.dry_run),
     )
     # Plain tuples of strings and numbers (a StepReport holds an enum, which the garbage
     # collector tracks): a bundle waiting for the writer is then never scanned.
+    redact = SECRETS.redact
     steps = tuple(
-        (
-            step.path,
-            step.step_id,
-            str(step.status),
-            step.duration,
-            step.attempts,
-            SECRETS.redact(step.message) if step.message else step.message,
-            tuple(str(i) for i in step.items) if step.items else None,
-        )
-        for step in record.steps
+        [
+            (
+                step.path,
+                step.step_id,
+                getattr(step.status, "_value_", step.status),
+                step.duration,
+                step.attempts,
+                redact(step.message) if step.message else step.message,
+                tuple([str(i) for i in step.items]) if step.items else None,
+            )
+            for step in record.steps
+        ]
     )
     actions = (
         ()

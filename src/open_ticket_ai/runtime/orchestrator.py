@@ -144,7 +144,7 @@ class Orchestrator:
             for runner_id in self.state.paused() & self.runners.keys():
                 self.runners[runner_id].paused = True
         if self.ledger is not None:
-            self.bus.subscribe(self._record, RunEnded, name="ledger")
+            self.bus.subscribe(self.ledger.submit, RunEnded, name="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.bus.subscribe(self._count, *COUNTED, name="stats")
         if self.state is not None:
@@ -251,10 +251,6 @@ class Orchestrator:
         if self.ledger is not None and self.ledger.pending:
             await asyncio.to_thread(self.ledger.close)
             await asyncio.sleep(0)
-
-    def _record(self, event: RunEnded) -> None:
-        assert self.ledger is not None
-        self.ledger.submit(event)
 
     def _ledger_failed(self, exc: BaseException) -> None:
         """From the ledger's writer thread: publish on the loop's thread."""
