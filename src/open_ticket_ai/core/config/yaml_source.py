@@ -37,19 +37,21 @@ class SourceMap:
         """Position of ``path`` (its key when ``key``), else of its nearest located ancestor."""
         if key and path in self.keys:
             return unpack(self.keys[path])
-        for end in range(len(path), -1, -1):
-            found = self.values.get(path[:end])
-            if found is not None:
-                return unpack(found)
-        return None
+        found = self._nearest(path)
+        return unpack(found) if found is not None else None
 
     def line_of(self, path: ConfigPath) -> int | None:
         """The line of ``path``'s value, else of its nearest located ancestor's."""
+        found = self._nearest(path)
+        return found >> _COLUMN_BITS if found is not None else None
+
+    def _nearest(self, path: ConfigPath) -> int | None:
+        """The packed position of ``path``'s value, else of its nearest located ancestor's."""
         values = self.values
         for end in range(len(path), -1, -1):
             found = values.get(path[:end])
             if found is not None:
-                return found >> _COLUMN_BITS
+                return found
         return None
 
     def problem(self, message: str, path: ConfigPath, *, key: bool = False) -> Problem:
