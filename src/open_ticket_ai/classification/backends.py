@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from open_ticket_ai.classification.model import ClassificationError, SavedModel
+from open_ticket_ai.classification.text_features import fast_predict_proba
 
 __all__ = [
     "Classifier",
@@ -94,6 +95,7 @@ class SklearnClassifier:
                 f"model labels {list(model.labels)} do not match its pipeline's classes {classes}"
             )
         self.model = model
+        self._predict_proba = fast_predict_proba(model.pipeline) or model.pipeline.predict_proba
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> SklearnClassifier:
@@ -106,7 +108,7 @@ class SklearnClassifier:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not texts:
             return []
-        rows = self.model.pipeline.predict_proba(list(texts))
+        rows = self._predict_proba(list(texts))
         return [_ranked(self.model.labels, row) for row in rows]
 
 
