@@ -169,6 +169,26 @@ def test_other_shapes_are_left_to_scikit_learn() -> None:
     assert fast_predict_proba(unfitted) is None
 
 
+def test_a_scikit_learn_that_counts_otherwise_keeps_its_own_predict_proba(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = text_features._char_wb_counts
+
+    def miscounting(*args: Any, **kwargs: Any) -> Any:
+        counts = made(*args, **kwargs)
+
+        def wrong(texts: Any) -> Any:
+            columns, values, rows = counts(texts)
+            return columns, [value + 1 for value in values], rows  # one more of each
+
+        return wrong
+
+    monkeypatch.setattr(text_features, "_char_wb_counts", miscounting)
+    assert fast_predict_proba(queue_model().pipeline) is None
+    word_only = _fitted(TfidfVectorizer())
+    assert fast_predict_proba(word_only) is not None  # counted by the word analyzer: right
+
+
 def test_texts_that_are_not_strings_are_left_to_scikit_learn() -> None:
     pipeline = queue_model().pipeline
     fast = fast_predict_proba(pipeline)
