@@ -63,9 +63,9 @@ class SourceMap:
     def _complete(self) -> None:
         text = self._text
         if text is not None:
-            self._text = None
             _, every = _load(text, self.file, [], every_position=True)
             self._values, self._keys = every._values, every._keys
+            self._text = None  # last: a thread asking meanwhile reads the text again itself
 
     def locate(self, path: ConfigPath, *, key: bool = False) -> Position | None:
         """Position of ``path`` (its key when ``key``), else of its nearest located ancestor."""
