@@ -23,6 +23,7 @@ from open_ticket_ai.core.config.models import HttpListenerConfig
 from open_ticket_ai.core.triggers.base import FireOutcome, FireStatus
 from open_ticket_ai.http.listener import Listener, start_listener
 from open_ticket_ai.http.messages import fire_response
+from open_ticket_ai.runtime.events import HttpRequestServed
 from open_ticket_ai.runtime.orchestrator import Orchestrator
 
 TOKEN = "manual-token"
@@ -117,6 +118,30 @@ async def test_port_zero_picks_a_free_port_and_logs_it(
         assert logged[0].fields == {"host": "127.0.0.1", "port": instance.listener.port}  # type: ignore[attr-defined]
     finally:
         await stop(instance, main)
+
+
+async def test_each_request_served_is_published_and_logged_at_debug(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "open_ticket_ai")
+    instance, main = await start(config(server))
+    served: list[HttpRequestServed] = []
+    try:
+        async with httpx.AsyncClient(base_url=instance.url) as client:
+            assert (await client.get("/health")).status_code == 200  # nobody wants it yet
+            instance.orchestrator.bus.subscribe(served.append, HttpRequestServed)
+            assert (await client.get("/health?x=1")).status_code == 200
+            caplog.set_level(logging.DEBUG, "open_ticket_ai")
+            assert (await client.get("/nowhere")).status_code == 404
+    finally:
+        await stop(instance, main)
+    assert [(e.method, e.path, e.status) for e in served] == [
+        ("GET", "/health", 200),
+        ("GET", "/nowhere", 404),
+    ]
+    logged = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "http.request"]
+    assert len(logged) == 1
+    assert logged[0].startswith("GET /nowhere -> 404 in ")
 
 
 async def test_health_reports_every_runner(running: Running) -> None:

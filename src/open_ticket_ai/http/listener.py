@@ -367,6 +367,8 @@ class Listener:
         )
         reply, close = await self._answer(request, receive)
         await _send(send, reply, close=close)
+        if not self.bus.wants(HttpRequestServed):  # the log at INFO, no metrics: nobody
+            return
         # The path as sent (not decoded): nothing a client encodes can forge a log line.
         path = raw_path.decode("ascii", "replace").partition("?")[0]
         self.bus.publish(
