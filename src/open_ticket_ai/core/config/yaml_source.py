@@ -280,13 +280,14 @@ class _Builder:
                 raise _NeedsNodes
             name = names.setdefault(name, name)
             if every:
+                child = (*path, name)
                 mark = key.start_mark
-                keys[(*path, name)] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+                keys[child] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
             value: Any = get()
             if type(value) is yaml.ScalarEvent:
                 if every:
                     mark = value.start_mark
-                    values[(*path, name)] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
+                    values[child] = (mark.line + 1) << _COLUMN_BITS | (mark.column + 1)
                 result[name] = self._scalar(value, path, name)
             else:
                 result[name] = self._from_event(value, (*path, name))
