@@ -358,7 +358,6 @@ class Listener:
             return
         started = time.perf_counter()
         client = scope.get("client")
-        raw_path = scope.get("raw_path") or scope["path"].encode()
         request = HttpRequest(
             method=scope["method"],
             path=scope["path"],
@@ -370,6 +369,7 @@ class Listener:
         if not self.bus.wants(HttpRequestServed):  # the log at INFO, no metrics: nobody
             return
         # The path as sent (not decoded): nothing a client encodes can forge a log line.
+        raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("ascii", "replace").partition("?")[0]
         self.bus.publish(
             HttpRequestServed(
